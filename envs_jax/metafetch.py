@@ -1,0 +1,267 @@
+"""Meta-Fetch (SPEC §3.2; paper §5.2 and App. A.2): fetch identical-looking objects in a hidden order.
+
+A 7x7 grid including the outer wall (5x5 free interior) holds ``N`` objects on distinct random
+interior cells; the agent starts on another random interior cell with a random orientation. A
+hidden random order of the objects is drawn per episode. Objects are solid: a forward move into
+an object's cell *touches* it and the agent stays where it is.
+
+* Touching the next object in the order: it becomes collected; reward +1 if that object was never
+  rewarded before in the episode (so wrong-object resets cannot be farmed).
+* Touching an already-collected object: nothing happens.
+* Touching a wrong (uncollected, not next) object: every collected object becomes uncollected and
+  the sequence restarts from its first object; no reward.
+* When all ``N`` are collected: one completion is counted, all objects become uncollected,
+  positions and order stay, the agent stays where it is, and the episode goes on.
+
+``params.rereward_after_completion`` chooses what a completion does to the "already rewarded"
+flags: ``False`` (default, SPEC §3.2) keeps them, so an episode's return is at most ``N``;
+``True`` clears them, so every further full sequence earns ``N`` more (the paper's "multiple full
+fetch sequences for additional reward"). Episodes never terminate; they are truncated at
+``params.horizon`` (300). Success = at least one completion in the episode.
+
+Actions (3): 0 forward, 1 turn left, 2 turn right (other values: no-op).
+
+Observation: uint8 ``[15, 3, 4]``, the egocentric beam of ``envs_jax.core`` (it extends past the
+7x7 grid; cells outside the grid are walls, hidden behind the first wall anyway). Channels:
+0 free (walkable, no object, including the agent's own cell), 1 wall, 2 uncollected object,
+3 collected object. Objects do not occlude.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from envs_jax import core
+from envs_jax.base import Environment, check_bool_param, check_int_param
+
+GRID_SIZE = 7
+INTERIOR = GRID_SIZE - 2
+NUM_INTERIOR_CELLS = INTERIOR * INTERIOR
+BEAM_LENGTH = 15
+
+
+@struct.dataclass
+class MetaFetchParams:
+    """Episode parameters (traced).
+
+    Attributes:
+      horizon: steps after which an episode is truncated.
+      rereward_after_completion: a completion clears the "already rewarded" flags (see module).
+    """
+
+    horizon: int = 300
+    rereward_after_completion: bool = False
+
+
+@struct.dataclass
+class MetaFetchState:
+    """One Meta-Fetch episode's state (``N`` objects).
+
+    Attributes:
+      pos: int32 ``[2]`` agent ``(row, col)``.
+      dir: int32 ``[]`` orientation ``0..3`` (N, E, S, W).
+      obj_pos: int32 ``[N, 2]`` object cells (distinct interior cells, never the agent's).
+      order: int32 ``[N]`` hidden order, a permutation: ``order[k]`` is the object to fetch k-th.
+      collected: bool ``[N]`` per object, currently collected.
+      next_idx: int32 ``[]`` position in ``order`` of the next object to fetch (``0..N-1``).
+      rewarded: bool ``[N]`` per object, its reward was already paid in this episode.
+      completions: int32 ``[]`` full sequences completed in this episode.
+      time: int32 ``[]`` steps taken in the episode.
+      episode_return: float32 ``[]`` rewards summed over the episode.
+    """
+
+    pos: jax.Array
+    dir: jax.Array
+    obj_pos: jax.Array
+    order: jax.Array
+    collected: jax.Array
+    next_idx: jax.Array
+    rewarded: jax.Array
+    completions: jax.Array
+    time: jax.Array
+    episode_return: jax.Array
+
+
+class MetaFetch(Environment):
+    """Meta-Fetch of SPEC §3.2 with ``num_objects`` objects (``1..24``) on the fixed 7x7 grid."""
+
+    def __init__(self, num_objects: int = 4):
+        max_objects = NUM_INTERIOR_CELLS - 1  # one interior cell is left for the agent
+        if isinstance(num_objects, bool) or not isinstance(num_objects, int | np.integer):
+            raise TypeError(
+                f"MetaFetch num_objects must be an int, got {num_objects!r} of type "
+                f"{type(num_objects).__name__}; allowed: integers 1..{max_objects}"
+            )
+        if not 1 <= num_objects <= max_objects:
+            raise ValueError(
+                f"MetaFetch num_objects={num_objects} is invalid; allowed: integers "
+                f"1..{max_objects} (the 5x5 interior of the 7x7 grid, minus one cell for the agent)"
+            )
+        self.num_objects = int(num_objects)
+        self.height = self.width = GRID_SIZE
+        self.beam_length = BEAM_LENGTH
+        wall = np.ones((GRID_SIZE, GRID_SIZE), bool)
+        wall[1:-1, 1:-1] = False
+        self.wall = wall
+        base, first_wall = self._build_tables(wall)
+        self._base_table = jnp.asarray(base)
+        self._first_wall = jnp.asarray(first_wall)
+
+    def _build_tables(self, wall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Empty-room beam per (cell, dir): uint8 ``[H*W*4, L*3*4]`` and first-wall depth ``[H*W*4]``."""
+        h, w, length = self.height, self.width, self.beam_length
+        rows, cols, visible = core.beam_layout(wall, length)
+        inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+        is_wall = ~inside | wall[np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)]
+        shown = visible[..., None]
+        table = np.zeros((h * w, 4, length, 3, 4), np.uint8)
+        table[..., 0] = ~is_wall & shown
+        table[..., 1] = is_wall & shown
+        first_wall = visible.sum(-1) - 1  # the last visible depth
+        return table.reshape(h * w * 4, length * 12), first_wall.reshape(-1).astype(np.int32)
+
+    # --- static properties -------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return f"metafetch{self.num_objects}"
+
+    @property
+    def num_actions(self) -> int:
+        return 3
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        return (self.beam_length, 3, 4)
+
+    @property
+    def default_params(self) -> MetaFetchParams:
+        return MetaFetchParams()
+
+    def check_params(self, params: MetaFetchParams) -> None:
+        """Raises ValueError when a (concrete) parameter is outside its allowed values."""
+        check_int_param(self.name, "horizon", params.horizon, 1, None)
+        check_bool_param(
+            self.name, "rereward_after_completion", params.rereward_after_completion
+        )
+
+    # --- dynamics ----------------------------------------------------------------------------
+    def reset_env(
+        self, key: jax.Array, params: MetaFetchParams
+    ) -> tuple[jax.Array, MetaFetchState]:
+        """Random distinct cells for the objects and the agent, random order and orientation.
+
+        ``N + 1`` distinct interior cells are drawn one after the other (each uniform over the
+        cells not drawn yet), the first ``N`` for the objects and the last for the agent; the
+        order is a uniform random permutation; the orientation is uniform. All draws come from
+        one ``core.key_words`` call (no threefry), which keeps the reset that ``step`` computes
+        for its auto-reset cheap.
+        """
+        n = self.num_objects
+        words = core.key_words(key, 2 * n + 2)
+        cells = core.draw_distinct(words[: n + 1], NUM_INTERIOR_CELLS, n + 1)
+        order = core.draw_distinct(words[n + 1 : 2 * n + 1], n, n)
+        direction = core.uniform_below(words[2 * n + 1], 4)
+
+        rc = jnp.stack([1 + cells // INTERIOR, 1 + cells % INTERIOR], axis=-1)
+        state = MetaFetchState(
+            pos=rc[n],
+            dir=direction,
+            obj_pos=rc[:n],
+            order=order,
+            collected=jnp.zeros((n,), bool),
+            next_idx=jnp.zeros((), jnp.int32),
+            rewarded=jnp.zeros((n,), bool),
+            completions=jnp.zeros((), jnp.int32),
+            time=jnp.zeros((), jnp.int32),
+            episode_return=jnp.zeros((), jnp.float32),
+        )
+        return self.get_obs(state, params), state
+
+    def step_env(
+        self, key: jax.Array, state: MetaFetchState, action: jax.Array, params: MetaFetchParams
+    ) -> tuple[jax.Array, MetaFetchState, jax.Array, jax.Array, dict[str, jax.Array]]:
+        """Turn, move or touch an object (the fetch rules are in the module docstring)."""
+        del key  # deterministic dynamics
+        n = self.num_objects
+        forward = action == core.FORWARD
+        target = core.ahead(state.pos, state.dir)
+        hits_wall = (
+            (target[0] <= 0)
+            | (target[0] >= self.height - 1)
+            | (target[1] <= 0)
+            | (target[1] >= self.width - 1)
+        )
+        touch = forward & jnp.all(state.obj_pos == target, axis=-1)  # [N], at most one True
+        touched = jnp.any(touch)
+        moved = forward & ~hits_wall & ~touched
+        pos = jnp.where(moved, target, state.pos)
+        direction = core.turn(state.dir, action)
+
+        objects = jnp.arange(n, dtype=jnp.int32)
+        next_object = jnp.sum(jnp.where(objects == state.next_idx, state.order, 0))
+        fetch = touch & (objects == next_object)  # [N] the next object was touched
+        fetched = jnp.any(fetch)
+        touched_collected = jnp.any(touch & state.collected)
+        wrong = touched & ~fetched & ~touched_collected
+
+        reward = jnp.any(fetch & ~state.rewarded).astype(jnp.float32)
+        rewarded = state.rewarded | fetch
+        collected = (state.collected | fetch) & ~wrong
+        next_idx = jnp.where(fetched, state.next_idx + 1, jnp.where(wrong, 0, state.next_idx))
+
+        complete = next_idx == n
+        collected = collected & ~complete
+        next_idx = jnp.where(complete, 0, next_idx)
+        rewarded = rewarded & ~(complete & jnp.asarray(params.rereward_after_completion, bool))
+        completions = state.completions + complete.astype(jnp.int32)
+
+        new_state = MetaFetchState(
+            pos=pos,
+            dir=direction,
+            obj_pos=state.obj_pos,
+            order=state.order,
+            collected=collected,
+            next_idx=next_idx,
+            rewarded=rewarded,
+            completions=completions,
+            time=state.time + 1,
+            episode_return=state.episode_return + reward,
+        )
+        obs = self.get_obs(new_state, params)
+        terminated = jnp.zeros((), bool)
+        return obs, new_state, reward, terminated, {"success": completions >= 1}
+
+    def get_obs(self, state: MetaFetchState, params: MetaFetchParams | None = None) -> jax.Array:
+        """uint8 ``[15, 3, 4]``: the empty-room beam (a table row) with the objects written in.
+
+        Object ``i`` lies at depth ``(obj - pos) . forward`` and lane ``(obj - pos) . right + 1``;
+        it is seen when that is inside the beam and not deeper than the centre ray's first wall.
+        Its slot then gets free = 0 and channel 2 (uncollected) or 3 (collected) = 1.
+        """
+        del params
+        index = (state.pos[0] * self.width + state.pos[1]) * 4 + state.dir
+        flat = self._base_table[index]  # uint8 [L * 3 * 4]
+        first_wall = self._first_wall[index]
+
+        d = state.dir
+        fwd_row = jnp.where(d == core.NORTH, -1, jnp.where(d == core.SOUTH, 1, 0))
+        fwd_col = jnp.where(d == core.EAST, 1, jnp.where(d == core.WEST, -1, 0))
+        right_row, right_col = fwd_col, -fwd_row  # one clockwise turn
+        d_row = state.obj_pos[:, 0] - state.pos[0]  # [N]
+        d_col = state.obj_pos[:, 1] - state.pos[1]
+        depth = d_row * fwd_row + d_col * fwd_col
+        lane = d_row * right_row + d_col * right_col + 1
+        seen = (depth >= 0) & (depth <= first_wall) & (lane >= 0) & (lane <= 2)
+        size = flat.shape[0]
+        free_at = jnp.where(seen, (depth * 3 + lane) * 4, size)  # ``size`` = dropped
+        object_at = jnp.where(seen, free_at + 2 + state.collected.astype(jnp.int32), size)
+        n = self.num_objects
+        flat = flat.at[jnp.concatenate([free_at, object_at])].set(
+            jnp.concatenate([jnp.zeros((n,), jnp.uint8), jnp.ones((n,), jnp.uint8)]),
+            mode="drop",
+        )
+        return flat.reshape(self.observation_shape)
+

@@ -1,0 +1,55 @@
+"""Registry of the named environments: ``make(name, **param_overrides) -> (env, params)``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from envs_jax.base import Environment
+from envs_jax.imaze import IMaze, IMazeParams
+from envs_jax.metafetch import MetaFetch, MetaFetchParams
+
+_REGISTRY: dict[str, Callable[[], tuple[Environment, Any]]] = {
+    "imaze5": lambda: (IMaze(5), IMazeParams(horizon=50, shaping=0.0)),
+    "imaze9": lambda: (IMaze(9), IMazeParams(horizon=150, shaping=0.0)),
+    "imaze15": lambda: (IMaze(15), IMazeParams(horizon=350, shaping=0.01)),
+    "metafetch3": lambda: (MetaFetch(3), MetaFetchParams(horizon=300)),
+    "metafetch4": lambda: (MetaFetch(4), MetaFetchParams(horizon=300)),
+}
+
+
+def registered_envs() -> list[str]:
+    """The names ``make`` accepts."""
+    return list(_REGISTRY)
+
+
+def make(name: str, **param_overrides: Any) -> tuple[Environment, Any]:
+    """Builds a registered environment and its parameters.
+
+    Args:
+      name: one of ``registered_envs()``: ``imaze5`` (5x5, horizon 50), ``imaze9`` (9x9, horizon
+        150), ``imaze15`` (15x15, horizon 350, shaping 0.01), ``metafetch3`` / ``metafetch4``
+        (3 / 4 objects, horizon 300).
+      **param_overrides: fields of the env's params dataclass to replace, e.g. ``horizon=20`` or
+        ``indicator=0`` (I-Maze), ``rereward_after_completion=True`` (Meta-Fetch).
+
+    Returns:
+      ``(env, params)``.
+
+    Raises:
+      ValueError: unknown name, unknown parameter name, or a parameter value outside its range.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown environment {name!r}; allowed: {', '.join(_REGISTRY)}")
+    env, params = _REGISTRY[name]()
+    allowed = [f.name for f in dataclasses.fields(params)]
+    unknown = sorted(set(param_overrides) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))} for {name!r}; "
+            f"allowed: {', '.join(allowed)}"
+        )
+    params = params.replace(**param_overrides)
+    env.check_params(params)
+    return env, params

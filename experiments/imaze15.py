@@ -1,0 +1,18 @@
+"""15x15 I-Maze with central-corridor shaping (the paper's §5.1, Fig. 6): 4-layer GTrXL."""
+
+from ald_jax.config import Config
+
+
+def get_config() -> Config:
+    return Config(
+        exp="imaze15",
+        env="imaze15",
+        method="ald",
+        total_env_steps=10_000_000,
+        lstm_hidden=32,
+        gtrxl_layers=4,
+        target_period=10,
+        actor_period=10,
+        alpha_v=0.1,
+        dprl=10.0,
+    )

@@ -1,0 +1,18 @@
+"""9x9 I-Maze (the paper's §5.1, Fig. 4): LSTM-32 actor, 2-layer GTrXL learner."""
+
+from ald_jax.config import Config
+
+
+def get_config() -> Config:
+    return Config(
+        exp="imaze9",
+        env="imaze9",
+        method="ald",
+        total_env_steps=5_000_000,
+        lstm_hidden=32,
+        gtrxl_layers=2,
+        target_period=10,
+        actor_period=10,
+        alpha_v=0.1,
+        dprl=10.0,
+    )

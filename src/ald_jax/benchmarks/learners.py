@@ -1,0 +1,93 @@
+"""Learner and distill update throughput (agent steps per second) on fake batches.
+
+``learner_sps.gtrxl2`` / ``gtrxl4``: V-MPO + V-trace update of a GTrXL (d 256, 8x32 heads,
+memory 64) on a batch of 64 x T 20; ``learner_sps.lstm32``: the same update on an LSTM-32;
+``distill_sps.lstm32``: one distill update of an LSTM-32 on a 64 x 20 batch. Observations are
+I-Maze-9 beams ``[9, 3, 3]``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+import optax
+
+from ald_jax.learners import (
+    init_distill_state,
+    init_learner_state,
+    make_distill_update,
+    make_learner_update,
+)
+from ald_jax.networks import GTrXLNetwork, LSTMNetwork
+from ald_jax.testing import fake_trajectory
+
+OBS_SHAPE = (9, 3, 3)
+NUM_ACTIONS = 4
+T, B = 20, 64
+
+
+def _time(fn, state, batch, repeats: int, iters: int) -> float:
+    state, _ = fn(state, batch)  # compile
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            state, m = fn(state, batch)
+        jax.block_until_ready((state, m))
+        times.append((time.perf_counter() - t0) / iters)
+    return statistics.median(times)
+
+
+def learner_sps(network, repeats: int, iters: int, use_vtrace: bool = True) -> float:
+    key = jax.random.PRNGKey(0)
+    obs = jax.numpy.zeros(OBS_SHAPE, jax.numpy.uint8)
+    actor = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
+    params = network.init(key, obs)
+    batch = fake_trajectory(
+        key, unroll_length=T, batch_size=B, obs_shape=OBS_SHAPE, actor_net=actor,
+        actor_params=actor.init(key, obs), learner_net=network, learner_params=params,
+    )
+    opt = optax.adam(1e-4)
+    update = jax.jit(make_learner_update(network, opt, gamma=0.99, use_vtrace=use_vtrace,
+                                         learner_reg=0.1))
+    state = init_learner_state(params, opt, eta_init=1.0, alpha_init=0.5)
+    return T * B / _time(update, state, batch, repeats, iters)
+
+
+def distill_sps(repeats: int, iters: int) -> float:
+    key = jax.random.PRNGKey(0)
+    obs = jax.numpy.zeros(OBS_SHAPE, jax.numpy.uint8)
+    actor = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
+    teacher = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
+    params = actor.init(key, obs)
+    batch = fake_trajectory(
+        key, unroll_length=T, batch_size=B, obs_shape=OBS_SHAPE, actor_net=actor,
+        actor_params=params, learner_net=teacher, learner_params=teacher.init(key, obs),
+    )
+    batch = jax.tree.map(lambda x: x[None], batch._replace(learner_state=()))
+    opt = optax.adam(1e-4)
+    update = jax.jit(make_distill_update(actor, opt, alpha_pi=1.0, alpha_v=0.1))
+    return T * B / _time(update, init_distill_state(params, opt), batch, repeats, iters)
+
+
+def run(results: dict, repeats: int = 5) -> None:
+    gtrxl = lambda n: GTrXLNetwork(  # noqa: E731
+        num_actions=NUM_ACTIONS, num_layers=n, embed_dim=256, num_heads=8, head_dim=32,
+        memory_length=64,
+    )
+    results["learner_sps.gtrxl2"] = learner_sps(gtrxl(2), repeats, 3)
+    results["learner_sps.gtrxl4"] = learner_sps(gtrxl(4), repeats, 2)
+    results["learner_sps.lstm32"] = learner_sps(
+        LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32), repeats, 10, use_vtrace=False
+    )
+    results["distill_sps.lstm32"] = distill_sps(repeats, 10)
+    for k in ("learner_sps.gtrxl2", "learner_sps.gtrxl4", "learner_sps.lstm32",
+              "distill_sps.lstm32"):
+        print(f"{k:<24} {results[k]:>12,.0f} agent-steps/s", flush=True)
+
+
+if __name__ == "__main__":
+    run({})

@@ -1,0 +1,134 @@
+"""The builder: the only code that reads a ``Config``.
+
+It turns a validated config into the environment, the actor and learner networks, the
+optimisers and the update functions for one of the four methods (SPEC §6):
+
+========== ================ ======================= =========================================
+method     actor (acts)     learner (V-MPO)         actor params come from
+========== ================ ======================= =========================================
+ald        LSTM             GTrXL (+ V-trace)       distillation, every K_A distill updates
+lstm       LSTM             the same LSTM           the learner, every K_A learner updates
+gtrxl      GTrXL (cached)   the same GTrXL          the learner, every K_A learner updates
+asymm_ac   LSTM             LSTM policy+GTrXL value the learner's policy part, every K_A updates
+========== ================ ======================= =========================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import optax
+
+import envs_jax
+from ald_jax.actors.rollout import make_rollout
+from ald_jax.config import Config
+from ald_jax.learners import (
+    init_distill_state,
+    init_learner_state,
+    jit_distill_update,
+    make_distill_update,
+    make_learner_runner,
+    make_learner_update,
+)
+from ald_jax.networks import AsymmetricNetwork, GTrXLNetwork, LSTMNetwork
+
+
+class Components(NamedTuple):
+    """Everything a run needs, built from one config (functions already jitted)."""
+
+    env: Any
+    env_params: Any
+    actor_net: Any
+    learner_net: Any
+    actor_params_of: Callable  # learner params -> actor params (baselines)
+    rollout: Callable  # (params, carry, version) -> (carry, traj, stats)
+    runner: Callable  # (target_params, traj, learner_state) -> (traj, next_state)
+    learner_update: Callable
+    distill_update: Callable | None
+    learner_optimizer: optax.GradientTransformation
+    distill_optimizer: optax.GradientTransformation | None
+
+
+def make_networks(cfg: Config, num_actions: int) -> tuple[Any, Any]:
+    """(actor network, learner network) for ``cfg.method``."""
+    lstm = LSTMNetwork(
+        num_actions=num_actions, hidden_size=cfg.lstm_hidden, torso_sizes=(cfg.lstm_torso,)
+    )
+    gtrxl = GTrXLNetwork(
+        num_actions=num_actions,
+        num_layers=cfg.gtrxl_layers,
+        embed_dim=cfg.gtrxl_embed,
+        num_heads=cfg.gtrxl_heads,
+        head_dim=cfg.gtrxl_head_dim,
+        memory_length=cfg.gtrxl_memory,
+    )
+    if cfg.method == "ald":
+        return lstm, gtrxl
+    if cfg.method == "lstm":
+        return lstm, lstm
+    if cfg.method == "gtrxl":
+        return gtrxl, gtrxl
+    if cfg.method == "asymm_ac":
+        return lstm, AsymmetricNetwork(policy=lstm, value=gtrxl)
+    raise ValueError(f"method={cfg.method!r}")  # unreachable after validate()
+
+
+def build(cfg: Config) -> Components:
+    env, env_params = envs_jax.make(cfg.env)
+    actor_net, learner_net = make_networks(cfg, env.num_actions)
+    if cfg.method == "asymm_ac":
+        actor_params_of = learner_net.policy_params
+    else:
+        actor_params_of = lambda params: params  # noqa: E731
+
+    learner_opt = optax.adam(cfg.learning_rate)
+    learner_update = make_learner_update(
+        learner_net,
+        learner_opt,
+        gamma=cfg.gamma,
+        use_vtrace=cfg.use_vtrace,
+        epsilon_eta=cfg.epsilon_eta,
+        epsilon_alpha=cfg.epsilon_alpha,
+        top_k_fraction=cfg.top_k_fraction,
+        target_period=cfg.target_period,
+        popart_decay=cfg.popart_decay,
+        value_coef=cfg.value_coef,
+        learner_reg=cfg.learner_reg if cfg.method == "ald" else 0.0,
+    )
+    distill_update = distill_opt = None
+    if cfg.method == "ald":
+        distill_opt = optax.adam(cfg.distill_learning_rate)
+        distill_update = jit_distill_update(
+            make_distill_update(actor_net, distill_opt, alpha_pi=cfg.alpha_pi, alpha_v=cfg.alpha_v),
+            jax.devices()[: cfg.distill_devices],
+        )
+    return Components(
+        env=env,
+        env_params=env_params,
+        actor_net=actor_net,
+        learner_net=learner_net,
+        actor_params_of=actor_params_of,
+        rollout=jax.jit(make_rollout(env, env_params, actor_net, cfg.unroll_length)),
+        runner=jax.jit(make_learner_runner(learner_net)),
+        learner_update=jax.jit(learner_update),
+        distill_update=distill_update,
+        learner_optimizer=learner_opt,
+        distill_optimizer=distill_opt,
+    )
+
+
+def init_states(cfg: Config, comps: Components, key: jax.Array):
+    """Initial (learner state, distill state or None) for a run."""
+    obs_example, _ = comps.env.reset(jax.random.PRNGKey(0), comps.env_params)
+    k_learner, k_actor = jax.random.split(key)
+    learner_params = comps.learner_net.init(k_learner, obs_example)
+    learner_state = init_learner_state(
+        learner_params, comps.learner_optimizer, eta_init=cfg.eta_init, alpha_init=cfg.alpha_init
+    )
+    distill_state = None
+    if cfg.method == "ald":
+        actor_params = comps.actor_net.init(k_actor, obs_example)
+        distill_state = init_distill_state(actor_params, comps.distill_optimizer)
+    return learner_state, distill_state

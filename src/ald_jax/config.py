@@ -1,0 +1,277 @@
+"""Run configuration: one frozen dataclass, validated before anything is compiled.
+
+Experiments (``experiments/<name>.py``) return a ``Config`` from ``get_config()``; the command
+line overrides fields with ``key=value``. Inner code never reads a ``Config``: the runtime unpacks
+it into plain keyword arguments at the boundary. Defaults follow the paper's Table 1 (SPEC §7)
+scaled to a 2-core laptop; ``profile=paper`` sets the paper's thread counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, fields
+
+METHODS = ("ald", "lstm", "gtrxl", "asymm_ac")
+MODES = ("threaded", "lockstep")
+PROFILES = ("laptop", "paper")
+ON_NAN = ("stop", "skip")
+
+
+class ConfigError(ValueError):
+    """A configuration value that is not allowed; the message names field, value and rule."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- experiment -------------------------------------------------------------------------
+    exp: str = "debug"
+    env: str = "imaze5"
+    method: str = "ald"
+    seed: int = 0
+    total_env_steps: int = 200_000
+    max_seconds: float = 0.0  # wall-clock budget; 0 = none
+    mode: str = "threaded"
+    profile: str = "laptop"
+    run_dir: str = ""  # default: runs/<exp>-<method>-s<seed>-<time>
+    # --- networks (SPEC §4) -----------------------------------------------------------------
+    lstm_hidden: int = 32
+    lstm_torso: int = 64
+    gtrxl_layers: int = 2
+    gtrxl_embed: int = 256
+    gtrxl_heads: int = 8
+    gtrxl_head_dim: int = 32
+    gtrxl_memory: int = 64
+    # --- V-MPO learner (SPEC §5, §7) --------------------------------------------------------
+    learning_rate: float = 1e-4
+    gamma: float = 0.99
+    batch_size: int = 64
+    unroll_length: int = 20  # T_U
+    eta_init: float = 1.0
+    alpha_init: float = 0.5
+    epsilon_eta: float = 0.1
+    epsilon_alpha: float = 0.004
+    top_k_fraction: float = 0.5
+    target_period: int = 10  # K_L
+    popart_decay: float = 3e-4
+    value_coef: float = 1.0
+    vtrace: str = "auto"  # auto = on for ald, off for the baselines
+    learner_reg: float = 0.1  # weight of KL(pi_A || pi_L) on the learner (ald only)
+    # --- distillation (ald) -----------------------------------------------------------------
+    actor_period: int = 10  # K_A: distill (ald) or learner (baselines) updates per actor refresh
+    alpha_pi: float = 1.0
+    alpha_v: float = 0.1
+    dprl: float = 10.0  # target distill agent-steps per learner agent-step
+    num_distill: int = 1  # N_D: batches per distill update (spread over devices)
+    distill_devices: int = 1
+    distill_learning_rate: float = 1e-4
+    replay_capacity: int = 128  # batches of [T_U, batch_size] kept in the FIFO
+    # --- runtime ----------------------------------------------------------------------------
+    num_actors: int = 2  # N_A actor threads
+    envs_per_actor: int = 32
+    queue_capacity: int = 4  # batches waiting for the learner runner
+    log_interval: float = 5.0  # seconds between metric rows
+    eval_gif: bool = True
+    stats_window: int = 200  # episodes in the moving averages
+    on_nan: str = "stop"
+    compile_cache: bool = True
+
+    # ---- derived values ----------------------------------------------------------------------
+    @property
+    def use_vtrace(self) -> bool:
+        if self.vtrace == "auto":
+            return self.method == "ald"
+        return self.vtrace == "on"
+
+    @property
+    def items_per_batch(self) -> int:
+        """Actor chunks (each ``[T_U, envs_per_actor]``) that make one learner batch."""
+        return self.batch_size // self.envs_per_actor
+
+    @property
+    def learner_steps_per_update(self) -> int:
+        return self.batch_size * self.unroll_length
+
+    @property
+    def distill_steps_per_update(self) -> int:
+        return self.num_distill * self.batch_size * self.unroll_length
+
+    def replace(self, **changes) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "total_env_steps": (lambda v: v > 0, "an integer > 0"),
+    "max_seconds": (lambda v: v >= 0, "a number >= 0 (0 = no limit)"),
+    "lstm_hidden": (lambda v: 1 <= v <= 4096, "an integer in [1, 4096]"),
+    "lstm_torso": (lambda v: 1 <= v <= 4096, "an integer in [1, 4096]"),
+    "gtrxl_layers": (lambda v: 1 <= v <= 48, "an integer in [1, 48]"),
+    "gtrxl_embed": (lambda v: 1 <= v <= 8192, "an integer in [1, 8192]"),
+    "gtrxl_heads": (lambda v: v >= 1, "an integer >= 1"),
+    "gtrxl_head_dim": (lambda v: v >= 1, "an integer >= 1"),
+    "gtrxl_memory": (lambda v: v >= 1, "an integer >= 1"),
+    "learning_rate": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "distill_learning_rate": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "gamma": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "unroll_length": (lambda v: v >= 1, "an integer >= 1"),
+    "eta_init": (lambda v: v > 0, "a number > 0"),
+    "alpha_init": (lambda v: v > 0, "a number > 0"),
+    "epsilon_eta": (lambda v: v > 0, "a number > 0"),
+    "epsilon_alpha": (lambda v: v > 0, "a number > 0"),
+    "top_k_fraction": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "target_period": (lambda v: v >= 1, "an integer >= 1 (K_L)"),
+    "popart_decay": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "value_coef": (lambda v: v >= 0, "a number >= 0"),
+    "learner_reg": (lambda v: v >= 0, "a number >= 0"),
+    "actor_period": (lambda v: v >= 1, "an integer >= 1 (K_A)"),
+    "alpha_pi": (lambda v: v >= 0, "a number >= 0"),
+    "alpha_v": (lambda v: v >= 0, "a number >= 0"),
+    "dprl": (lambda v: v > 0, "a number > 0"),
+    "num_distill": (lambda v: v >= 1, "an integer >= 1 (N_D)"),
+    "distill_devices": (lambda v: v >= 1, "an integer >= 1"),
+    "replay_capacity": (lambda v: v >= 1, "an integer >= 1"),
+    "num_actors": (lambda v: v >= 1, "an integer >= 1 (N_A)"),
+    "envs_per_actor": (lambda v: v >= 1, "an integer >= 1"),
+    "queue_capacity": (lambda v: v >= 1, "an integer >= 1"),
+    "log_interval": (lambda v: v > 0, "a number > 0"),
+    "stats_window": (lambda v: v >= 1, "an integer >= 1"),
+}
+_CHOICES = {
+    "method": METHODS,
+    "mode": MODES,
+    "profile": PROFILES,
+    "vtrace": ("auto", "on", "off"),
+    "on_nan": ON_NAN,
+}
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(Config)]
+
+
+def _field_type(name: str) -> type:
+    hints = typing.get_type_hints(Config)
+    t = hints[name]
+    if isinstance(t, types.UnionType):  # pragma: no cover - no unions today
+        t = next(a for a in typing.get_args(t) if a is not type(None))
+    return t
+
+
+def parse_value(name: str, text: str):
+    """Parses a command-line string for field ``name`` into the field's type."""
+    t = _field_type(name)
+    try:
+        if t is bool:
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if t is int:
+            value = float(text)
+            if not value.is_integer():
+                raise ValueError
+            return int(value)
+        if t is float:
+            return float(text)
+        return str(text)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={text!r}: expected {t.__name__}"
+            + (" (true/false)" if t is bool else "")
+        ) from None
+
+
+def apply_overrides(config: Config, overrides: list[str] | dict) -> Config:
+    """Applies ``key=value`` strings (or a dict of already-typed values) to ``config``."""
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        items = []
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r}: expected key=value, e.g. seed=1")
+            key, value = item.split("=", 1)
+            items.append((key.strip(), value))
+    names = field_names()
+    changes = {}
+    for key, value in items:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown config key {key!r}{hint} (see ald_jax/config.py)")
+        changes[key] = parse_value(key, value) if isinstance(value, str) else value
+    config = dataclasses.replace(config, **changes)
+    if changes.get("profile") == "paper" or (config.profile == "paper" and "profile" in changes):
+        config = apply_profile(config, explicit=set(changes))
+    return config
+
+
+def apply_profile(config: Config, explicit: set[str] = frozenset()) -> Config:
+    """The paper's thread counts (N_A 30 single-env actors, N_D 8), unless set explicitly."""
+    paper = {"num_actors": 30, "envs_per_actor": 1, "num_distill": 8}
+    return dataclasses.replace(config, **{k: v for k, v in paper.items() if k not in explicit})
+
+
+def validate(config: Config, *, num_devices: int | None = None) -> Config:
+    """Checks every field; raises ``ConfigError`` naming the field, the value and the rule.
+
+    Pure Python: runs before anything is compiled. ``num_devices`` (the available accelerators)
+    is checked against ``distill_devices`` when given.
+    """
+    for f in fields(Config):
+        value = getattr(config, f.name)
+        t = _field_type(f.name)
+        if t is bool:
+            ok = isinstance(value, bool)
+        elif t is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif t is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ConfigError(
+                f"{f.name}={value!r}: expected {t.__name__}, got {type(value).__name__}"
+            )
+        if f.name in _CHOICES and value not in _CHOICES[f.name]:
+            raise ConfigError(f"{f.name}={value!r}: allowed values are {list(_CHOICES[f.name])}")
+        if f.name in _RULES:
+            check, rule = _RULES[f.name]
+            if not check(value):
+                raise ConfigError(f"{f.name}={value!r}: must be {rule}")
+    _check_env(config)
+    if config.batch_size % config.envs_per_actor:
+        raise ConfigError(
+            f"batch_size={config.batch_size}: must be a multiple of "
+            f"envs_per_actor={config.envs_per_actor} (a batch is whole actor chunks)"
+        )
+    if (config.num_distill * config.batch_size) % config.distill_devices:
+        raise ConfigError(
+            f"distill_devices={config.distill_devices}: must divide the distill batch "
+            f"num_distill*batch_size={config.num_distill * config.batch_size}"
+        )
+    if num_devices is not None and config.distill_devices > num_devices:
+        raise ConfigError(
+            f"distill_devices={config.distill_devices}: only {num_devices} device(s) available"
+        )
+    return config
+
+
+def _check_env(config: Config) -> None:
+    from envs_jax import registered_envs  # pure Python registry, no compile
+
+    allowed = registered_envs()
+    if config.env not in allowed:
+        raise ConfigError(f"env={config.env!r}: allowed values are {allowed}")
+
+
+

@@ -1,0 +1,136 @@
+"""The distillation update: trains the actor towards the learner (the paper's Eq. 3, SPEC §5.6).
+
+Batches come from replay and already hold the learner runner's outputs (``learner_logits``,
+``learner_value``). The actor is unrolled from the recurrent state recorded when the chunk was
+collected (``batch.actor_state``) -- a stored-state approximation: that state was computed by
+the actor params of that time, as in R2D2.
+
+Data parallelism (SPEC §6): the update is written for one batch ``[T, B]``; ``jit_distill_update``
+shards the batch axis over the given devices (params replicated), and XLA averages the gradients
+across them. On one device, the ``N_D`` batches of one update are simply one wider batch.
+``num_updates`` sequential updates run inside one call (``lax.scan``) to amortise dispatch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ald_jax.losses import ald_loss
+from ald_jax.types import PyTree, Trajectory
+
+
+class DistillState(NamedTuple):
+    """Actor params being distilled, their optimiser state, and the update count."""
+
+    params: PyTree
+    opt_state: optax.OptState
+    step: chex.Array
+
+
+def init_distill_state(params: PyTree, optimizer: optax.GradientTransformation) -> DistillState:
+    return DistillState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+
+
+def make_distill_update(
+    network: Any,
+    optimizer: optax.GradientTransformation,
+    *,
+    alpha_pi: float = 1.0,
+    alpha_v: float = 0.0,
+) -> Callable[[DistillState, Trajectory], tuple[DistillState, dict]]:
+    """Builds ``update(state, batches) -> (state, metrics)``.
+
+    ``batches`` is a ``Trajectory`` whose arrays have a leading update axis ``U``
+    (``obs [U, T+1, B, ...]``, ``actor_state`` leaves ``[U, B, ...]``): ``U`` sequential Adam steps
+    of ``L_ALD = alpha_pi * KL(pi_A || pi_L) + alpha_v * 1/2 (V_L - V_A)^2`` on the actor.
+    Metrics are averaged over the ``U`` steps.
+    """
+
+    def loss_fn(params, batch: Trajectory):
+        out, _ = network.unroll(params, batch.obs[:-1], batch.first[:-1], batch.actor_state)
+        loss, stats = ald_loss(
+            out.logits,
+            out.value,
+            batch.learner_logits[:-1],
+            batch.learner_value[:-1],
+            batch.valid,
+            alpha_pi=alpha_pi,
+            alpha_v=alpha_v,
+        )
+        stats = dict(stats) if isinstance(stats, dict) else stats._asdict()
+        return loss, {f"distill/{k}": v for k, v in stats.items()}
+
+    def one_step(state: DistillState, batch: Trajectory):
+        chex.assert_rank(batch.action, 2)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics["distill/grad_norm"] = optax.tree.norm(grads)
+        return DistillState(params, opt_state, state.step + 1), metrics
+
+    def update(state: DistillState, batches: Trajectory) -> tuple[DistillState, dict]:
+        state, metrics = jax.lax.scan(one_step, state, batches)
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    return update
+
+
+def jit_distill_update(update: Callable, devices: Sequence[jax.Device] | None = None) -> Callable:
+    """Jits ``update`` with the batch axis (axis 2 of ``[U, T, B]``; axis 1 of recurrent states
+    ``[U, B, ...]``) sharded over ``devices`` and params replicated.
+
+    With one device this is a plain ``jax.jit``. The batch width must divide by the device count.
+    """
+    devices = list(devices) if devices is not None else jax.devices()[:1]
+    if len(devices) == 1:
+        return jax.jit(update)
+    mesh = Mesh(np.asarray(devices), ("data",))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    time_major = NamedSharding(mesh, PartitionSpec(None, None, "data"))
+    state_major = NamedSharding(mesh, PartitionSpec(None, "data"))
+    version_major = state_major
+
+    def batch_shardings(batch: Trajectory) -> Trajectory:
+        tm = lambda x: time_major  # noqa: E731
+        return Trajectory(
+            obs=tm(batch.obs),
+            first=tm(batch.first),
+            action=tm(batch.action),
+            reward=tm(batch.reward),
+            discount=tm(batch.discount),
+            valid=tm(batch.valid),
+            behaviour_logits=tm(batch.behaviour_logits),
+            actor_state=jax.tree.map(lambda _: state_major, batch.actor_state),
+            learner_state=jax.tree.map(lambda _: state_major, batch.learner_state),
+            learner_logits=tm(batch.learner_logits),
+            learner_value=tm(batch.learner_value),
+            version=version_major,
+        )
+
+    jitted = {}
+
+    def call(state: DistillState, batches: Trajectory):
+        width = batches.action.shape[2]
+        if width % len(devices):
+            raise ValueError(
+                f"distill batch width {width} must be divisible by the number of devices "
+                f"({len(devices)})"
+            )
+        key = jax.tree.structure(batches)
+        if key not in jitted:
+            jitted[key] = jax.jit(
+                update,
+                in_shardings=(jax.tree.map(lambda _: replicated, state), batch_shardings(batches)),
+                out_shardings=(jax.tree.map(lambda _: replicated, state), replicated),
+            )
+        return jitted[key](state, batches)
+
+    return call

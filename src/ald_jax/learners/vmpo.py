@@ -1,0 +1,227 @@
+"""The V-MPO learner update (Song et al. 2020), as used by every method of the paper (§5).
+
+``make_learner_update`` builds a pure ``update(state, batch) -> (state, metrics)``:
+
+* the online network is unrolled over the chunk from the learner state the runner recorded
+  (``batch.learner_state``), plus one step on the bootstrap observation;
+* values are PopArt-normalised (SPEC §5.3): returns are computed in return units, the value loss
+  and the advantages in normalised units;
+* returns are V-trace (ALD: the data comes from the actor policy) or plain n-step (baselines);
+* the V-MPO target policy is ``batch.learner_logits``: the learner runner holds the target network
+  (it receives new params every ``K_L`` updates), so its outputs *are* the target network's;
+* ALD adds the learner→actor regulariser ``learner_reg * KL(pi_A || pi_L)`` (SPEC §5.4) with the
+  actor's behaviour logits held fixed;
+* after the gradient step PopArt's statistics move and the stored value heads (online and target)
+  are rescaled so their unnormalised outputs are preserved;
+* the target network copy is refreshed every ``target_period`` updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from ald_jax.losses import (
+    PopArtState,
+    learner_regularizer_loss,
+    nstep_returns,
+    popart_init,
+    popart_update,
+    preserve_outputs,
+    value_loss,
+    vmpo_loss,
+    vtrace,
+)
+from ald_jax.losses import popart as popart_lib
+from ald_jax.types import PyTree, Trajectory
+
+
+class Duals(NamedTuple):
+    """Raw (pre-softplus) V-MPO Lagrange multipliers; eta = softplus(eta_raw) + 1e-8."""
+
+    eta_raw: chex.Array
+    alpha_raw: chex.Array
+
+
+class LearnerState(NamedTuple):
+    """Everything the learner update reads and writes.
+
+    Attributes:
+      params: online network params.
+      target_params: target network params (what the learner runner acts with).
+      duals: V-MPO temperature and KL multipliers (raw).
+      opt_state: Adam state over ``(params, duals)``.
+      popart: PopArt statistics of the value targets.
+      step: number of updates done (int32 scalar).
+    """
+
+    params: PyTree
+    target_params: PyTree
+    duals: Duals
+    opt_state: optax.OptState
+    popart: PopArtState
+    step: chex.Array
+
+
+def inverse_softplus(x: float) -> float:
+    """raw such that softplus(raw) == x (for the initial dual values)."""
+    return float(jnp.log(jnp.expm1(jnp.asarray(x, jnp.float32))))
+
+
+def init_learner_state(
+    params: PyTree, optimizer: optax.GradientTransformation, *, eta_init: float, alpha_init: float
+) -> LearnerState:
+    """Initial learner state: target = online, duals at their configured initial values."""
+    duals = Duals(
+        eta_raw=jnp.asarray(inverse_softplus(eta_init), jnp.float32),
+        alpha_raw=jnp.asarray(inverse_softplus(alpha_init), jnp.float32),
+    )
+    return LearnerState(
+        params=params,
+        target_params=jax.tree.map(jnp.copy, params),
+        duals=duals,
+        opt_state=optimizer.init((params, duals)),
+        popart=popart_init(),
+        step=jnp.zeros((), jnp.int32),
+    )
+
+
+def unroll_with_bootstrap(network: Any, params: PyTree, batch: Trajectory, state: PyTree):
+    """Unroll over ``obs[:T]`` from ``state``, then one more step on the bootstrap ``obs[T]``.
+
+    Returns ``(out, state_T)`` where ``out`` has ``T+1`` steps and ``state_T`` is the recurrent
+    state after ``obs[T-1]`` (the state the stream's next chunk starts from).
+    """
+    out, state_t = network.unroll(params, batch.obs[:-1], batch.first[:-1], state)
+    boot, _ = network.unroll(params, batch.obs[-1:], batch.first[-1:], state_t)
+    out = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=0), out, boot)
+    return out, state_t
+
+
+def make_learner_update(
+    network: Any,
+    optimizer: optax.GradientTransformation,
+    *,
+    gamma: float,
+    use_vtrace: bool,
+    epsilon_eta: float = 0.1,
+    epsilon_alpha: float = 0.004,
+    top_k_fraction: float = 0.5,
+    target_period: int = 10,
+    popart_decay: float = 3e-4,
+    value_coef: float = 1.0,
+    learner_reg: float = 0.0,
+) -> Callable[[LearnerState, Trajectory], tuple[LearnerState, dict]]:
+    """Builds the (un-jitted) V-MPO learner update.
+
+    Args:
+      network: a recurrent network (``unroll``, ``value_head``, ``with_value_head``).
+      optimizer: optax transformation over ``(params, duals)`` (the paper: Adam 1e-4, no clip).
+      gamma: discount factor.
+      use_vtrace: V-trace returns/advantages (ALD) or plain n-step returns (baselines).
+      epsilon_eta, epsilon_alpha, top_k_fraction: V-MPO constants (SPEC §5.1).
+      target_period: K_L, updates between target-network refreshes.
+      popart_decay: PopArt statistics step size.
+      value_coef: weight of the value loss.
+      learner_reg: weight of KL(pi_A || pi_L) pulling the learner to the actor (ALD); 0 = off.
+
+    Returns:
+      ``update(state, batch) -> (state, metrics)``; ``batch`` is a time-major ``Trajectory``
+      with the runner's fields attached.
+    """
+
+    def loss_fn(params, duals: Duals, popart: PopArtState, batch: Trajectory):
+        mask = batch.valid.astype(jnp.float32)
+        out, _ = unroll_with_bootstrap(network, params, batch, batch.learner_state)
+        logits = out.logits[:-1]
+        v_norm = out.value  # [T+1, B], normalised
+        v = jax.lax.stop_gradient(popart_lib.unnormalize(popart, v_norm))
+        discount_t = gamma * batch.discount
+        if use_vtrace:
+            log_pi = jax.nn.log_softmax(logits)
+            log_mu = jax.nn.log_softmax(batch.behaviour_logits)
+            log_rhos = jnp.take_along_axis(log_pi - log_mu, batch.action[..., None], -1)[..., 0]
+            ret = vtrace(v[:-1], v[1:], batch.reward, discount_t, jax.lax.stop_gradient(log_rhos))
+            returns, advantages = ret.vs, ret.pg_advantages
+        else:
+            returns = nstep_returns(v[1:], batch.reward, discount_t)
+            advantages = returns - v[:-1]
+        sigma = popart_lib.sigma(popart)
+        norm_returns = popart_lib.normalize(popart, returns)
+        norm_adv = jax.lax.stop_gradient(advantages / sigma)
+
+        v_loss = value_loss(v_norm[:-1], norm_returns, mask)
+        pi_loss, pi_stats = vmpo_loss(
+            logits,
+            batch.learner_logits[:-1],
+            batch.action,
+            norm_adv,
+            mask,
+            duals.eta_raw,
+            duals.alpha_raw,
+            epsilon_eta=epsilon_eta,
+            epsilon_alpha=epsilon_alpha,
+            top_k_fraction=top_k_fraction,
+        )
+        total = pi_loss + value_coef * v_loss
+        reg = jnp.zeros(())
+        if learner_reg > 0.0:
+            reg = learner_regularizer_loss(logits, batch.behaviour_logits, mask)
+            total = total + learner_reg * reg
+        metrics = {
+            "loss/total": total,
+            "loss/policy": pi_loss,
+            "loss/value": v_loss,
+            "loss/learner_reg": reg,
+            "returns_mean": _masked_mean(returns, mask),
+            "advantage_mean": _masked_mean(advantages, mask),
+            **{f"vmpo/{k}": v for k, v in _as_dict(pi_stats).items()},
+        }
+        return total, (metrics, returns)
+
+    def update(state: LearnerState, batch: Trajectory) -> tuple[LearnerState, dict]:
+        chex.assert_rank([batch.action, batch.reward, batch.discount, batch.valid], 2)
+        chex.assert_equal_shape([batch.action, batch.reward, batch.discount, batch.valid])
+        grad_fn = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)
+        grads, (metrics, returns) = grad_fn(state.params, state.duals, state.popart, batch)
+        updates, opt_state = optimizer.update(grads, state.opt_state, (state.params, state.duals))
+        params, duals = optax.apply_updates((state.params, state.duals), updates)
+
+        # PopArt: move the statistics, then preserve the unnormalised outputs (SPEC §5.3).
+        popart = popart_update(state.popart, returns, batch.valid, popart_decay)
+        params = _rescale_value_head(network, params, state.popart, popart)
+        target_params = _rescale_value_head(network, state.target_params, state.popart, popart)
+
+        step = state.step + 1
+        target_params = optax.periodic_update(params, target_params, step, target_period)
+        metrics = {
+            **metrics,
+            "popart/mu": popart.mu,
+            "popart/sigma": popart_lib.sigma(popart),
+            "grad_norm": optax.tree.norm(grads[0]),
+        }
+        new_state = LearnerState(params, target_params, duals, opt_state, popart, step)
+        return new_state, metrics
+
+    return update
+
+
+def _rescale_value_head(network, params, old: PopArtState, new: PopArtState):
+    kernel, bias = network.value_head(params)
+    kernel, bias = preserve_outputs(kernel, bias, old, new)
+    return network.with_value_head(params, kernel, bias)
+
+
+def _masked_mean(x: chex.Array, mask: chex.Array) -> chex.Array:
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def _as_dict(stats) -> dict:
+    if isinstance(stats, dict):
+        return stats
+    return stats._asdict()

@@ -1,0 +1,193 @@
+"""V-MPO policy loss with masking (Song et al. 2020, "V-MPO", Sec. 4.2; SPEC §5.1).
+
+On a batch of ``[T, B]`` steps with advantages ``A``, online policy ``pi`` and target (old) policy
+``pi_old``, and duals ``eta = softplus(eta_raw) + 1e-8``, ``alpha = softplus(alpha_raw) + 1e-8``:
+
+- E-step: ``D~`` = the top ``top_k_fraction`` of the *valid* steps by advantage;
+  weights ``psi_t = exp(A_t / eta) / sum_{D~} exp(A_s / eta)`` on ``D~`` (0 elsewhere).
+- Policy loss (M-step, weighted maximum likelihood):
+  ``L_pi = - sum_{t in D~} psi_t log pi(a_t | s_t)``.
+- Temperature loss (dual of the E-step KL bound):
+  ``L_eta = eta eps_eta + eta log(1/|D~| sum_{D~} exp(A_t / eta))``,
+  computed as ``eta (eps_eta + logsumexp_{D~}(A / eta) - log |D~|)``.
+  Its gradient is ``dL_eta/deta = eps_eta - KL(psi || uniform on D~)``: eta grows when the
+  weights are more peaked than the bound allows and shrinks otherwise.
+- KL constraint (M-step trust region, Lagrangian with stop-gradients):
+  ``KL = masked_mean_t KL(pi_old(.|s_t) || pi(.|s_t))``,
+  ``L_kl = sg(alpha) KL`` (trains the policy) and ``L_alpha = alpha (eps_alpha - sg(KL))``
+  (trains alpha).
+
+The total loss is ``L_pi + L_eta + L_kl + L_alpha``. Advantages and the E-step weights are
+stop-gradient, so no term pushes gradient into the advantages (hence into the value head).
+``eta_raw`` is trained only by ``L_eta``, ``alpha_raw`` only by ``L_alpha``.
+
+Differences from ``rlax.vmpo_loss`` (which this function equals on all-valid inputs, mean over
+the per-example rlax loss): every term is masked, including the KL and multiplier terms that
+rlax's ``restarting_weights`` leaves unmasked; top-k counts only valid steps.
+
+Top-k rule: ``k = max(floor(top_k_fraction * n_valid), 1)`` (floor as in rlax, which uses
+``int(top_k_fraction * size)``), evaluated exactly from the fraction's rational form; the selected
+set is every valid step whose advantage is ``>=`` the ``k``-th largest valid advantage, so steps
+tied with the threshold are all selected (as in rlax) and ``|D~|`` may exceed ``k``.
+"""
+
+from __future__ import annotations
+
+import fractions
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from ald_jax.losses.common import masked_mean, valid_mask, where_valid
+from ald_jax.losses.distill import categorical_kl
+
+Array = chex.Array
+
+DUAL_OFFSET = 1e-8  # eta = softplus(eta_raw) + DUAL_OFFSET, alpha likewise.
+
+
+class VMPOStats(NamedTuple):
+    """Scalars for logging from :func:`vmpo_loss`."""
+
+    loss: Array  # total loss
+    policy_loss: Array  # L_pi
+    temperature_loss: Array  # L_eta
+    kl_loss: Array  # sg(alpha) KL
+    alpha_loss: Array  # alpha (eps_alpha - sg(KL))
+    kl: Array  # masked mean KL(pi_old || pi)
+    eta: Array  # softplus(eta_raw) + 1e-8
+    alpha: Array  # softplus(alpha_raw) + 1e-8
+    weights_entropy: Array  # entropy of psi over the selected steps
+    effective_sample_size: Array  # 1 / sum psi^2
+    num_selected: Array  # |D~|
+    fraction_selected: Array  # |D~| / n_valid
+
+
+def dual_from_raw(raw: Array) -> Array:
+    """``softplus(raw) + 1e-8``: a positive dual variable (eta or alpha) from its raw parameter."""
+    return jax.nn.softplus(raw) + DUAL_OFFSET
+
+
+def _top_k_count(n_valid: Array, top_k_fraction: float) -> Array:
+    """``max(floor(top_k_fraction * n_valid), 1)`` in exact integer arithmetic."""
+    frac = fractions.Fraction(top_k_fraction).limit_denominator(1000)
+    k = (n_valid * frac.numerator) // frac.denominator
+    return jnp.maximum(k, 1)
+
+
+def top_k_selection(advantages: Array, mask: Array, top_k_fraction: float) -> Array:
+    """The E-step's selected set ``D~``: the top ``top_k_fraction`` of valid steps by advantage.
+
+    Args:
+      advantages: ``[T, B]`` advantages (finite at valid steps; masked steps are ignored).
+      mask: ``[T, B]`` validity mask.
+      top_k_fraction: fraction in ``(0, 1]``.
+
+    Returns:
+      ``[T, B]`` bool, True on selected steps. Empty when no step is valid.
+    """
+    if not 0.0 < top_k_fraction <= 1.0:
+        raise ValueError(f"top_k_fraction must be in (0, 1], got {top_k_fraction}")
+    chex.assert_equal_shape([advantages, mask])
+    valid = valid_mask(mask)
+    n_valid = jnp.sum(valid.astype(jnp.int32))
+    k = _top_k_count(n_valid, top_k_fraction)
+    ranked = jnp.sort(jnp.where(valid, advantages, -jnp.inf).reshape(-1))  # ascending
+    threshold = ranked[ranked.shape[0] - k]  # k-th largest valid advantage; -inf if none valid
+    return valid & (advantages >= threshold)
+
+
+def vmpo_loss(
+    online_logits: Array,
+    target_logits: Array,
+    actions: Array,
+    advantages: Array,
+    mask: Array,
+    eta_raw: Array,
+    alpha_raw: Array,
+    *,
+    epsilon_eta: float = 0.1,
+    epsilon_alpha: float = 0.004,
+    top_k_fraction: float = 0.5,
+) -> tuple[Array, VMPOStats]:
+    """Masked V-MPO loss (Song et al. 2020, Sec. 4.2) for categorical policies.
+
+    Args:
+      online_logits: ``[T, B, A]`` logits of the policy being trained, ``pi``.
+      target_logits: ``[T, B, A]`` logits of the target network's policy ``pi_old`` (held fixed).
+      actions: ``[T, B]`` int actions taken.
+      advantages: ``[T, B]`` advantages (n-step or V-trace); held fixed.
+      mask: ``[T, B]`` validity mask; masked steps have no effect at all.
+      eta_raw: ``[]`` raw temperature parameter, ``eta = softplus(eta_raw) + 1e-8``.
+      alpha_raw: ``[]`` raw KL multiplier, ``alpha = softplus(alpha_raw) + 1e-8``.
+      epsilon_eta: temperature constraint bound ``eps_eta``.
+      epsilon_alpha: KL constraint bound ``eps_alpha``.
+      top_k_fraction: fraction of valid steps used in the E-step; a static Python float.
+
+    Returns:
+      ``(loss, VMPOStats)``; ``loss`` is a scalar, exactly 0 when no step is valid.
+    """
+    chex.assert_rank(
+        [online_logits, target_logits, actions, advantages, mask, eta_raw, alpha_raw],
+        [3, 3, 2, 2, 2, 0, 0],
+    )
+    chex.assert_equal_shape([online_logits, target_logits])
+    chex.assert_equal_shape([actions, advantages, mask])
+    chex.assert_equal_shape_prefix([online_logits, actions], 2)
+    chex.assert_type([actions, advantages, eta_raw, alpha_raw], [int, float, float, float])
+
+    valid = valid_mask(mask)
+    online_logits = where_valid(online_logits, valid)
+    target_logits = jax.lax.stop_gradient(where_valid(target_logits, valid))
+    advantages = jax.lax.stop_gradient(where_valid(advantages, valid))
+    actions = where_valid(actions, valid)
+    eta = dual_from_raw(eta_raw)
+    alpha = dual_from_raw(alpha_raw)
+    n_valid = jnp.sum(valid.astype(jnp.float32))
+    any_valid = n_valid > 0
+
+    # E-step: weights on the selected set and the temperature loss.
+    selected = top_k_selection(advantages, valid, top_k_fraction)
+    n_selected = jnp.sum(selected.astype(jnp.float32))
+    scaled = jnp.where(selected, advantages / eta, 0.0)
+    shift = jax.lax.stop_gradient(jnp.max(jnp.where(selected, scaled, -jnp.inf)))
+    shift = jnp.where(any_valid, shift, 0.0)
+    sum_exp = jnp.sum(jnp.where(selected, jnp.exp(scaled - shift), 0.0))
+    sum_exp = jnp.where(any_valid, sum_exp, 1.0)
+    log_sum_exp = jnp.log(sum_exp) + shift  # logsumexp over D~ of A / eta
+    log_mean_exp = log_sum_exp - jnp.log(jnp.maximum(n_selected, 1.0))
+    temperature_loss = jnp.where(any_valid, eta * (epsilon_eta + log_mean_exp), 0.0)
+    weights = jax.lax.stop_gradient(jnp.where(selected, jnp.exp(scaled - log_sum_exp), 0.0))
+
+    # M-step: weighted maximum likelihood on the selected steps.
+    log_pi = jax.nn.log_softmax(online_logits, axis=-1)
+    log_pi_a = jnp.take_along_axis(log_pi, actions[..., None], axis=-1)[..., 0]
+    policy_loss = -jnp.sum(jnp.where(selected, weights * log_pi_a, 0.0))
+
+    # KL constraint with the Lagrangian stop-gradient split.
+    kl = masked_mean(categorical_kl(target_logits, online_logits), valid)
+    kl_loss = jax.lax.stop_gradient(alpha) * kl
+    alpha_loss = jnp.where(any_valid, alpha * (epsilon_alpha - jax.lax.stop_gradient(kl)), 0.0)
+
+    loss = policy_loss + temperature_loss + kl_loss + alpha_loss
+
+    safe_w = jnp.where(selected & (weights > 0), weights, 1.0)
+    weights_entropy = -jnp.sum(jnp.where(selected, weights * jnp.log(safe_w), 0.0))
+    ess = jnp.where(any_valid, 1.0 / jnp.maximum(jnp.sum(jnp.square(weights)), 1e-30), 0.0)
+    stats = VMPOStats(
+        loss=loss,
+        policy_loss=policy_loss,
+        temperature_loss=temperature_loss,
+        kl_loss=kl_loss,
+        alpha_loss=alpha_loss,
+        kl=kl,
+        eta=eta,
+        alpha=alpha,
+        weights_entropy=jax.lax.stop_gradient(weights_entropy),
+        effective_sample_size=jax.lax.stop_gradient(ess),
+        num_selected=n_selected,
+        fraction_selected=n_selected / jnp.maximum(n_valid, 1.0),
+    )
+    return loss, stats

@@ -1,0 +1,66 @@
+"""Metric rows of a run: JSONL + CSV + TensorBoard (tensorboardX), written by the main thread."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def to_float(x) -> float:
+    """A scalar (Python, numpy or JAX) as a float."""
+    return float(np.asarray(x))
+
+
+class MetricsWriter:
+    """Appends one row per call to ``metrics.jsonl`` and ``metrics.csv`` and logs scalars to
+    TensorBoard under ``run_dir/tb``. ``step`` is the env-step count (the x-axis of the paper)."""
+
+    def __init__(self, run_dir: str, tensorboard: bool = True):
+        self.run_dir = run_dir
+        os.makedirs(run_dir, exist_ok=True)
+        self._jsonl = open(os.path.join(run_dir, "metrics.jsonl"), "a")
+        self._csv_path = os.path.join(run_dir, "metrics.csv")
+        self._csv_fields: list[str] | None = None
+        self._tb = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(run_dir, "tb"))
+
+    def write(self, row: Mapping[str, float], step: int) -> None:
+        clean = {k: (to_float(v) if not isinstance(v, str) else v) for k, v in row.items()}
+        self._jsonl.write(json.dumps(clean) + "\n")
+        self._jsonl.flush()
+        if self._csv_fields is None:
+            self._csv_fields = list(clean)
+            new = not os.path.exists(self._csv_path) or os.path.getsize(self._csv_path) == 0
+            self._csv = open(self._csv_path, "a", newline="")
+            self._csv_writer = csv.DictWriter(
+                self._csv, fieldnames=self._csv_fields, extrasaction="ignore"
+            )
+            if new:
+                self._csv_writer.writeheader()
+        self._csv_writer.writerow({k: clean.get(k, "") for k in self._csv_fields})
+        self._csv.flush()
+        if self._tb is not None:
+            for k, v in clean.items():
+                if isinstance(v, float) and math.isfinite(v):
+                    self._tb.add_scalar(k, v, step)
+            self._tb.flush()
+
+    def close(self) -> None:
+        self._jsonl.close()
+        if self._csv_fields is not None:
+            self._csv.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_jsonl(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

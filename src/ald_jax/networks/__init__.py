@@ -1,0 +1,21 @@
+"""Flax networks with one recurrent interface (SPEC §4): the LSTM actor, the GTrXL learner and the
+Asymm-AC pair (LSTM policy, GTrXL value). See ``ald_jax.networks.base`` for the interface."""
+
+from ald_jax.networks.asymmetric import AsymmetricNetwork, AsymmetricState
+from ald_jax.networks.base import Params, RecurrentNetwork, State, flatten_obs
+from ald_jax.networks.gtrxl import GTrXLNetwork, GTrXLState, sinusoid_encoding
+from ald_jax.networks.lstm import LSTMNetwork, LSTMState
+
+__all__ = [
+    "AsymmetricNetwork",
+    "AsymmetricState",
+    "GTrXLNetwork",
+    "GTrXLState",
+    "LSTMNetwork",
+    "LSTMState",
+    "Params",
+    "RecurrentNetwork",
+    "State",
+    "flatten_obs",
+    "sinusoid_encoding",
+]

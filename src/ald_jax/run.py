@@ -1,0 +1,169 @@
+"""Command line: ``python -m ald_jax.run --exp NAME [key=value ...]`` (``make run EXP=NAME``).
+
+Loads ``experiments/<NAME>.py:get_config()``, applies overrides, validates everything before
+anything is compiled, writes the resolved config to the run directory, compiles every update,
+then trains (threaded by default, ``mode=lockstep`` for the deterministic schedule) with a
+progress bar, metric rows (CSV, JSONL, TensorBoard) and an evaluation GIF at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from ald_jax.config import Config, ConfigError, apply_overrides, validate
+
+
+def load_config(exp: str, overrides: list[str]) -> Config:
+    """The experiment's config with ``key=value`` overrides applied and validated (no JAX)."""
+    from experiments import get_config
+
+    cfg = get_config(exp)
+    cfg = apply_overrides(cfg, overrides)
+    return validate(cfg)
+
+
+def default_run_dir(cfg: Config) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join("runs", f"{cfg.exp}-{cfg.method}-s{cfg.seed}-{stamp}")
+
+
+def prepare_run_dir(path: str) -> str:
+    """Creates the run directory; fails with a clear message if it cannot be written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write-test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"run_dir={path!r}: not writable ({e.strerror})") from None
+    return path
+
+
+def configure_jax(cfg: Config) -> None:
+    """Process-wide JAX settings (kept out of library modules)."""
+    import jax
+
+    if cfg.compile_cache:
+        cache = os.environ.get("ALD_JAX_CACHE", os.path.abspath(".jax_cache"))
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
+    """Runs one training run to its budget; returns the last metric row."""
+    import jax
+    from tqdm import tqdm
+
+    from ald_jax.builder import build
+    from ald_jax.evaluate import write_eval_gif
+    from ald_jax.metrics import MetricsWriter
+    from ald_jax.runtime import System, ThreadedRun, run_lockstep, warm_up
+
+    validate(cfg, num_devices=len(jax.devices()))
+    run_dir = prepare_run_dir(cfg.run_dir or default_run_dir(cfg))
+    cfg = cfg.replace(run_dir=run_dir)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(cfg.to_dict(), f, indent=2)
+    configure_jax(cfg)
+    log(f"[ald-jax] {cfg.exp}: method={cfg.method} env={cfg.env} seed={cfg.seed} -> {run_dir}")
+
+    t_build = time.perf_counter()
+    comps = build(cfg)
+    system = System(cfg, comps)
+    warm_up(system)
+    log(f"[ald-jax] compiled in {time.perf_counter() - t_build:.1f}s; training "
+        f"({cfg.mode}, {cfg.num_actors} actors x {cfg.envs_per_actor} envs)")
+
+    writer = MetricsWriter(run_dir)
+    start = time.perf_counter()
+    last = {"t": start}
+    row: dict = {}
+    bar = tqdm(total=cfg.total_env_steps, unit="step", disable=not progress, dynamic_ncols=True)
+
+    def budget_done() -> bool:
+        over_time = cfg.max_seconds > 0 and time.perf_counter() - start >= cfg.max_seconds
+        return system.counters.env_steps >= cfg.total_env_steps or over_time
+
+    def tick(force: bool = False) -> None:
+        nonlocal row
+        now = time.perf_counter()
+        bar.n = min(system.counters.env_steps, cfg.total_env_steps)
+        if force or now - last["t"] >= cfg.log_interval:
+            last["t"] = now
+            row = system.snapshot(now - start)
+            writer.write(row, step=int(row["env_steps"]))
+            bar.set_postfix(
+                sps=f"{row['env_steps'] / max(row['wall_time'], 1e-9):.0f}",
+                ret=f"{row.get('episode_return', float('nan')):.2f}",
+                succ=f"{row.get('success_rate', float('nan')):.2f}",
+                dprl=f"{row['dprl_achieved']:.1f}",
+            )
+        bar.refresh()
+
+    interrupted = False
+    try:
+        if cfg.mode == "lockstep":
+            run_lockstep(system, budget_done, on_tick=tick)
+        else:
+            threaded = ThreadedRun(system)
+            threaded.start()
+            try:
+                while not budget_done() and not threaded.stop.is_set():
+                    time.sleep(0.1)
+                    tick()
+            finally:
+                alive = threaded.shutdown(timeout=5.0)
+                if alive:
+                    log(f"[ald-jax] warning: threads still running after 5s: {alive}")
+            threaded.raise_errors()
+    except KeyboardInterrupt:
+        interrupted = True
+        log("\n[ald-jax] interrupted: stopping and writing what we have")
+    finally:
+        tick(force=True)
+        bar.close()
+        writer.close()
+
+    if cfg.eval_gif and not interrupted:
+        path = write_eval_gif(system, os.path.join(run_dir, "eval.gif"))
+        log(f"[ald-jax] evaluation episode: {path}")
+    log(
+        "[ald-jax] done: env_steps={env_steps:.0f} wall={wall_time:.0f}s "
+        "success={s:.2f} return={r:.2f} learner_sps={learner_sps:.0f} "
+        "dprl={dprl_achieved:.1f} learner_idle={learner_idle_pct:.0f}%".format(
+            s=row.get("success_rate", float("nan")),
+            r=row.get("episode_return", float("nan")),
+            **row,
+        )
+    )
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(row, f, indent=2)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ald_jax.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--exp", required=True, help="experiment name (experiments/<name>.py)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.exp, args.overrides)
+    except ConfigError as e:
+        print(f"ald-jax: bad configuration: {e}", file=sys.stderr)
+        return 2
+    try:
+        train(cfg, progress=not args.no_progress)
+    except ConfigError as e:
+        print(f"ald-jax: bad configuration: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
