@@ -59,6 +59,17 @@ def ahead(pos: jax.Array, direction: jax.Array) -> jax.Array:
     return pos + step
 
 
+def materialized_sum(terms: list[jax.Array]) -> jax.Array:
+    """The sum of scalar ``terms``, computed as one reduction over their stack.
+
+    Performance only: XLA:CPU never fuses a reduction into a consumer that reads each of its
+    elements many times (such as the gather of a whole observation row from a lookup table), so
+    the index is computed once per environment instead of once per gathered byte together with
+    everything it depends on (the step's movement logic and the auto-reset select).
+    """
+    return jnp.sum(jnp.stack(terms))
+
+
 def beam_cells(pos: tuple[int, int], direction: int, length: int) -> np.ndarray:
     """Grid coordinates of every beam cell, int32 ``[length, 3, 2]`` (may lie outside the grid).
 
@@ -149,36 +160,49 @@ def uniform_below(word: jax.Array, n: jax.Array | int) -> jax.Array:
     return ((high + low) >> 16).astype(jnp.int32)
 
 
-def draw_distinct(words: jax.Array, num: int, count: int) -> jax.Array:
-    """``count`` distinct values of ``0 .. num - 1`` (``num <= 31``), drawn without replacement.
+def draw_distinct(
+    words: jax.Array, sizes: tuple[tuple[int, int], ...]
+) -> tuple[jax.Array, ...]:
+    """Draws without replacement: for each ``(num, count)`` in ``sizes``, ``count`` distinct
+    values of ``0 .. num - 1`` (``num <= 31``) as a uniformly random ordered selection (with
+    ``count == num``: a uniform random permutation).
 
-    Draw ``i`` takes ``u = uniform_below(words[i], num - i)`` and returns the ``u``-th value not
-    drawn yet (a binary search over the population count of the free-value bit mask), so the
-    result is a uniformly random ordered selection; with ``count == num`` a uniform permutation.
-    The draws run in a ``lax.fori_loop`` so that each step is materialised once (unrolled, XLA
-    would fuse the chain and recompute earlier draws for every later one).
+    Draw ``i`` of a selection takes ``u = uniform_below(word, num - i)`` and returns the
+    ``u``-th value not drawn yet (a binary search over the population count of the bit mask of
+    free values). All selections advance together in one ``lax.fori_loop`` of
+    ``max(count)`` steps, so that each step is materialised once (unrolled, XLA:CPU would fuse
+    the chain and recompute earlier draws for every later one).
 
     Args:
-      words: uint32 ``[>= count]`` random words.
+      words: uint32 ``[>= sum(count)]`` random words, consumed in order.
+      sizes: ``((num, count), ...)``, static.
 
     Returns:
-      int32 ``[count]``.
+      one int32 ``[count]`` array per entry of ``sizes``.
     """
-    if not 1 <= count <= num <= 31:
-        raise ValueError(f"draw_distinct needs 1 <= count <= num <= 31, got {count=}, {num=}")
-    all_free = jnp.uint32((1 << num) - 1)
+    for num, count in sizes:
+        if not 1 <= count <= num <= 31:
+            raise ValueError(f"draw_distinct needs 1 <= count <= num <= 31, got {count=}, {num=}")
+    offsets = np.cumsum([0] + [count for _, count in sizes])[:-1]
+    steps = max(count for _, count in sizes)
 
     def draw(i, carry):
-        used, out = carry
-        u = uniform_below(words[i], num - i)
-        free = all_free & ~used
-        pos = jnp.zeros((), jnp.int32)
-        for step in (16, 8, 4, 2, 1):  # largest pos with popcount(free below pos) <= u
-            cand = pos + step
-            below = free & ((jnp.uint32(1) << cand.astype(jnp.uint32)) - jnp.uint32(1))
-            pos = jnp.where(jax.lax.population_count(below).astype(jnp.int32) <= u, cand, pos)
-        used = used | (jnp.uint32(1) << pos.astype(jnp.uint32))
-        return used, out.at[i].set(pos)
+        new_carry = []
+        for (num, count), offset, (used, out) in zip(sizes, offsets, carry, strict=True):
+            j = jnp.minimum(i, count - 1)  # selections shorter than ``steps`` repeat their last
+            u = uniform_below(words[int(offset) + j], num - j)
+            free = jnp.uint32((1 << num) - 1) & ~used
+            pos = jnp.zeros((), jnp.int32)
+            for step in (16, 8, 4, 2, 1):  # largest pos with popcount(free below pos) <= u
+                cand = pos + step
+                below = free & ((jnp.uint32(1) << cand.astype(jnp.uint32)) - jnp.uint32(1))
+                take = jax.lax.population_count(below).astype(jnp.int32) <= u
+                pos = jnp.where(take, cand, pos)
+            active = i < count
+            used = jnp.where(active, used | (jnp.uint32(1) << pos.astype(jnp.uint32)), used)
+            out = jnp.where(active, out.at[j].set(pos), out)
+            new_carry.append((used, out))
+        return new_carry
 
-    init = (jnp.zeros((), jnp.uint32), jnp.zeros((count,), jnp.int32))
-    return jax.lax.fori_loop(0, count, draw, init)[1]
+    init = [(jnp.zeros((), jnp.uint32), jnp.zeros((count,), jnp.int32)) for _, count in sizes]
+    return tuple(out for _, out in jax.lax.fori_loop(0, steps, draw, init))

@@ -206,7 +206,13 @@ class IMaze(Environment):
     def get_obs(self, state: IMazeState, params: IMazeParams | None = None) -> jax.Array:
         """uint8 ``[L, 3, 3]`` beam observation of ``state`` (one row of a lookup table)."""
         del params
-        cell = state.pos[0] * self.width + state.pos[1]
-        index = (state.indicator * (self.height * self.width) + cell) * 4 + state.dir
+        index = core.materialized_sum(
+            [
+                state.indicator * (self.height * self.width * 4),
+                state.pos[0] * (self.width * 4),
+                state.pos[1] * 4,
+                state.dir,
+            ]
+        )
         return self._obs_table[index].reshape(self.observation_shape)
 

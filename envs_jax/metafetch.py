@@ -106,12 +106,18 @@ class MetaFetch(Environment):
         wall = np.ones((GRID_SIZE, GRID_SIZE), bool)
         wall[1:-1, 1:-1] = False
         self.wall = wall
-        base, first_wall = self._build_tables(wall)
+        base, slots = self._build_tables(wall)
         self._base_table = jnp.asarray(base)
-        self._first_wall = jnp.asarray(first_wall)
+        self._slot_table = jnp.asarray(slots)
 
     def _build_tables(self, wall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Empty-room beam per (cell, dir): uint8 ``[H*W*4, L*3*4]`` and first-wall depth ``[H*W*4]``."""
+        """Lookup tables indexed by ``(cell * 4 + dir)`` of the agent (NumPy, build time).
+
+        Returns:
+          ``base``: uint8 ``[H*W*4, L*3*4]``, the beam of the empty room (free and wall).
+          ``slots``: int32 ``[H*W*4, H*W]``, the beam slot ``depth * 3 + lane`` in which each grid
+          cell is seen, or ``L * 3`` when it is not seen.
+        """
         h, w, length = self.height, self.width, self.beam_length
         rows, cols, visible = core.beam_layout(wall, length)
         inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
@@ -120,8 +126,12 @@ class MetaFetch(Environment):
         table = np.zeros((h * w, 4, length, 3, 4), np.uint8)
         table[..., 0] = ~is_wall & shown
         table[..., 1] = is_wall & shown
-        first_wall = visible.sum(-1) - 1  # the last visible depth
-        return table.reshape(h * w * 4, length * 12), first_wall.reshape(-1).astype(np.int32)
+        slots = np.full((h * w * 4, h * w), length * 3, np.int32)
+        seen = (inside & shown).reshape(h * w * 4, length * 3)
+        cells = (rows * w + cols).reshape(h * w * 4, length * 3)
+        for view in range(h * w * 4):
+            slots[view, cells[view, seen[view]]] = np.flatnonzero(seen[view])
+        return table.reshape(h * w * 4, length * 12), slots
 
     # --- static properties -------------------------------------------------------------------
     @property
@@ -161,8 +171,7 @@ class MetaFetch(Environment):
         """
         n = self.num_objects
         words = core.key_words(key, 2 * n + 2)
-        cells = core.draw_distinct(words[: n + 1], NUM_INTERIOR_CELLS, n + 1)
-        order = core.draw_distinct(words[n + 1 : 2 * n + 1], n, n)
+        cells, order = core.draw_distinct(words, ((NUM_INTERIOR_CELLS, n + 1), (n, n)))
         direction = core.uniform_below(words[2 * n + 1], 4)
 
         rc = jnp.stack([1 + cells // INTERIOR, 1 + cells % INTERIOR], axis=-1)
@@ -237,27 +246,17 @@ class MetaFetch(Environment):
     def get_obs(self, state: MetaFetchState, params: MetaFetchParams | None = None) -> jax.Array:
         """uint8 ``[15, 3, 4]``: the empty-room beam (a table row) with the objects written in.
 
-        Object ``i`` lies at depth ``(obj - pos) . forward`` and lane ``(obj - pos) . right + 1``;
-        it is seen when that is inside the beam and not deeper than the centre ray's first wall.
-        Its slot then gets free = 0 and channel 2 (uncollected) or 3 (collected) = 1.
+        The slot in which each object is seen (if at all) comes from a lookup table; a seen object
+        sets its slot's free channel to 0 and channel 2 (uncollected) or 3 (collected) to 1.
         """
         del params
-        index = (state.pos[0] * self.width + state.pos[1]) * 4 + state.dir
-        flat = self._base_table[index]  # uint8 [L * 3 * 4]
-        first_wall = self._first_wall[index]
-
-        d = state.dir
-        fwd_row = jnp.where(d == core.NORTH, -1, jnp.where(d == core.SOUTH, 1, 0))
-        fwd_col = jnp.where(d == core.EAST, 1, jnp.where(d == core.WEST, -1, 0))
-        right_row, right_col = fwd_col, -fwd_row  # one clockwise turn
-        d_row = state.obj_pos[:, 0] - state.pos[0]  # [N]
-        d_col = state.obj_pos[:, 1] - state.pos[1]
-        depth = d_row * fwd_row + d_col * fwd_col
-        lane = d_row * right_row + d_col * right_col + 1
-        seen = (depth >= 0) & (depth <= first_wall) & (lane >= 0) & (lane <= 2)
-        size = flat.shape[0]
-        free_at = jnp.where(seen, (depth * 3 + lane) * 4, size)  # ``size`` = dropped
-        object_at = jnp.where(seen, free_at + 2 + state.collected.astype(jnp.int32), size)
+        view = core.materialized_sum(
+            [state.pos[0] * (self.width * 4), state.pos[1] * 4, state.dir]
+        )
+        flat = self._base_table[view]  # uint8 [L * 3 * 4]
+        object_cells = state.obj_pos[:, 0] * self.width + state.obj_pos[:, 1]  # [N]
+        free_at = self._slot_table[view, object_cells] * 4  # [N], >= L * 3 * 4 when not seen
+        object_at = free_at + 2 + state.collected.astype(jnp.int32)
         n = self.num_objects
         flat = flat.at[jnp.concatenate([free_at, object_at])].set(
             jnp.concatenate([jnp.zeros((n,), jnp.uint8), jnp.ones((n,), jnp.uint8)]),

@@ -1,23 +1,25 @@
 """The learner model: Gated Transformer-XL (Parisotto et al. 2019, "Stabilizing Transformers for
-Reinforcement Learning", §3 and Eq. 1–8 there; SPEC §4).
+Reinforcement Learning", §3; SPEC §4).
 
 Per layer ``l`` with input ``E^(l-1)`` and memory ``M^(l-1)`` (the layer inputs of the previous
-``memory_length`` steps), the GTrXL equations (Parisotto et al. 2019, §3.2, "Gated Identity Map
-Reordering")::
+``memory_length`` steps), the GTrXL layer with identity-map reordering (layer norm on the
+sub-layer inputs only) and gating in place of both residual connections (Parisotto et al. 2019,
+§3, "Identity Map Reordering" and "Gating Layers")::
 
     Ybar = RelativeMultiHeadAttention(LayerNorm([StopGrad(M), E]))      # queries: E only
     Y    = g_MHA(E, ReLU(Ybar))
     Ebar = f(LayerNorm(Y))                                               # f: Dense-ReLU-Dense
     E'   = g_MLP(Y, ReLU(Ebar))
 
-with the GRU-type gate (ibid. §3.2, "Gated-Recurrent-Unit-type gating")::
+with the GRU-type gate (ibid., "Gated-Recurrent-Unit-type gating")::
 
     r = σ(W_r y + U_r x)
     z = σ(W_z y + U_z x - b_g)              # b_g learnable, initialised to gate_bias (2)
     h = tanh(W_g y + U_g (r ⊙ x))
     g(x, y) = (1 - z) ⊙ x + z ⊙ h
 
-so at initialisation z ≈ σ(-2) ≈ 0.12 and every layer starts close to the identity map.
+so at initialisation z ≈ σ(-2) ≈ 0.12 and every layer starts close to the identity map (ibid.,
+"Gated Identity Initialization").
 
 Attention is Transformer-XL's relative positional attention (Dai et al. 2019, §3.3, Eq. for
 ``A^rel``): for query ``i`` and key ``j`` at distance ``d = i - j``::
@@ -45,11 +47,14 @@ State (``GTrXLState``, batch-first, memory slots oldest first)::
 
 ``step`` is the incremental version actors use: it projects keys/values only for the new token and
 folds ``W_R`` into the query (``q·(W_R R_d) = (W_Rᵀ q)·R_d``), so a GTrXL-4 step (D 256, M 64,
-FFN 256) costs ~13 MFLOP instead of ~114 (SPEC §9). ``unroll`` (learning) processes a whole chunk
-at once, recomputes keys/values of the carried memory ``h`` with the params it is given (it never
-reads ``k``/``v``), and returns a fresh cache. A cache produced under older params is stale after
-a params refresh; actors accept that (their next ``unroll``-free steps mix old-params keys of up to
-M past steps with new-params queries), the learner never uses it.
+FFN 256) costs ~12 MFLOP instead of ~114 (SPEC §9). ``unroll`` (learning, the learner runner)
+processes a whole chunk at once, recomputes the keys/values of the carried memory ``h`` with the
+params it is given (it never reads ``k``/``v``, which may be None), and returns a fresh cache.
+
+Stale cache: ``k``/``v`` were computed with the params in use when each token was stepped. After
+an actor refreshes its params, up to M cached keys/values still come from the older params (the
+memory inputs ``h`` themselves were also produced by older params, exactly as in any recurrent
+actor). This is accepted for acting; ``unroll`` never uses the cache, so learning is exact.
 
 Layout of ``params["params"]``::
 
@@ -116,7 +121,7 @@ def sinusoid_encoding(num_positions: int, dim: int) -> np.ndarray:
 
 
 class GRUGate(nn.Module):
-    """GRU-type gating layer ``g(x, y)`` (Parisotto et al. 2019, §3.2); ``x`` is the residual
+    """GRU-type gating layer ``g(x, y)`` (Parisotto et al. 2019, §3); ``x`` is the residual
     stream, ``y`` the (ReLU'd) sub-layer output, both ``[..., D]``."""
 
     features: int
@@ -191,7 +196,7 @@ class RelativeMultiHeadAttention(nn.Module):
           keys, values: ``[B, S, H, Dh]`` for ``S = M + T`` positions ``[memory; current]``.
           mask: ``[B, T, S]`` bool, key ``s`` visible to query ``t``.
           rel_index: ``[T, S]`` int, the distance ``d`` of key ``s`` from query ``t`` clipped to
-            ``[0, M]`` (only read where visible).
+            ``[0, M]`` (only used where visible).
           rel: ``[M + 1, D]`` sinusoidal encodings ``R_d``.
 
         Returns:
@@ -199,10 +204,10 @@ class RelativeMultiHeadAttention(nn.Module):
         """
         q = jnp.einsum("btd,dhk->bthk", y_q, self.w_q)
         content = jnp.einsum("bthk,bshk->bhts", q + self.u, keys)
-        r = jnp.einsum("rd,dhk->rhk", rel, self.w_r)  # W_R R_d, [M+1, H, Dh]
-        position = jnp.einsum("bthk,rhk->bhtr", q + self.v, r)  # [B, H, T, M+1]
-        index = jnp.broadcast_to(rel_index[None, None], content.shape)
-        position = jnp.take_along_axis(position, index, axis=-1)  # [B, H, T, S]
+        # W_R R_d for every (query, key) pair: a [T, S, H, Dh] gather of params only (no batch
+        # dimension), cheaper forward and backward than gathering the [B, H, T, S] scores.
+        r = jnp.einsum("rd,dhk->rhk", rel, self.w_r)[rel_index]
+        position = jnp.einsum("bthk,tshk->bhts", q + self.v, r)
         return self._attend(content + position, mask[:, None], values, "bhts,bshk->bthk")
 
     def step(
@@ -233,7 +238,7 @@ class RelativeMultiHeadAttention(nn.Module):
 
 
 class GTrXLLayer(nn.Module):
-    """One GTrXL layer (Parisotto et al. 2019, §3.2, Eq. for ``Y^(l)`` and ``E^(l)``)."""
+    """One GTrXL layer (Parisotto et al. 2019, §3: ``Y^(l)`` and ``E^(l)`` in the module doc)."""
 
     embed_dim: int
     num_heads: int
