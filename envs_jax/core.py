@@ -101,9 +101,11 @@ def beam_layout(wall: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, 
     rows = np.zeros((height * width, 4, length, 3), np.int32)
     cols = np.zeros_like(rows)
     visible = np.zeros((height * width, 4, length), bool)
-    padded_wall = lambda r, c: (r < 0) | (r >= height) | (c < 0) | (c >= width) | wall[
-        np.clip(r, 0, height - 1), np.clip(c, 0, width - 1)
-    ]
+
+    def padded_wall(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        outside = (r < 0) | (r >= height) | (c < 0) | (c >= width)
+        return outside | wall[np.clip(r, 0, height - 1), np.clip(c, 0, width - 1)]
+
     for r in range(height):
         for c in range(width):
             for d in range(4):
@@ -160,9 +162,7 @@ def uniform_below(word: jax.Array, n: jax.Array | int) -> jax.Array:
     return ((high + low) >> 16).astype(jnp.int32)
 
 
-def draw_distinct(
-    words: jax.Array, sizes: tuple[tuple[int, int], ...]
-) -> tuple[jax.Array, ...]:
+def draw_distinct(words: jax.Array, sizes: tuple[tuple[int, int], ...]) -> tuple[jax.Array, ...]:
     """Draws without replacement: for each ``(num, count)`` in ``sizes``, ``count`` distinct
     values of ``0 .. num - 1`` (``num <= 31``) as a uniformly random ordered selection (with
     ``count == num``: a uniform random permutation).

@@ -215,4 +215,3 @@ class IMaze(Environment):
             ]
         )
         return self._obs_table[index].reshape(self.observation_shape)
-

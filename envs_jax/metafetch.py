@@ -1,4 +1,4 @@
-"""Meta-Fetch (SPEC §3.2; paper §5.2 and App. A.2): fetch identical-looking objects in a hidden order.
+"""Meta-Fetch (SPEC §3.2; paper §5.2, App. A.2): fetch identical-looking objects in hidden order.
 
 A 7x7 grid including the outer wall (5x5 free interior) holds ``N`` objects on distinct random
 interior cells; the agent starts on another random interior cell with a random orientation. A
@@ -29,6 +29,8 @@ Observation: uint8 ``[15, 3, 4]``, the egocentric beam of ``envs_jax.core`` (it 
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,6 +43,8 @@ GRID_SIZE = 7
 INTERIOR = GRID_SIZE - 2
 NUM_INTERIOR_CELLS = INTERIOR * INTERIOR
 BEAM_LENGTH = 15
+#: Up to this many objects the reset draws its layout with lookup tables (see ``reset_env``).
+MAX_TABLE_OBJECTS = 4
 
 
 @struct.dataclass
@@ -109,6 +113,14 @@ class MetaFetch(Environment):
         base, slots = self._build_tables(wall)
         self._base_table = jnp.asarray(base)
         self._slot_table = jnp.asarray(slots)
+        if self.num_objects <= MAX_TABLE_OBJECTS:
+            # Reset lookup tables: all (N+1)-subsets of the interior cells (ascending), all
+            # arrangements of N+1 items, all permutations of N (uint8; 53130 x 5 at N = 4).
+            cells = range(NUM_INTERIOR_CELLS)
+            n = self.num_objects
+            self._subsets = jnp.asarray(list(itertools.combinations(cells, n + 1)), jnp.uint8)
+            self._arrangements = jnp.asarray(list(itertools.permutations(range(n + 1))), jnp.uint8)
+            self._orders = jnp.asarray(list(itertools.permutations(range(n))), jnp.uint8)
 
     def _build_tables(self, wall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lookup tables indexed by ``(cell * 4 + dir)`` of the agent (NumPy, build time).
@@ -153,9 +165,7 @@ class MetaFetch(Environment):
     def check_params(self, params: MetaFetchParams) -> None:
         """Raises ValueError when a (concrete) parameter is outside its allowed values."""
         check_int_param(self.name, "horizon", params.horizon, 1, None)
-        check_bool_param(
-            self.name, "rereward_after_completion", params.rereward_after_completion
-        )
+        check_bool_param(self.name, "rereward_after_completion", params.rereward_after_completion)
 
     # --- dynamics ----------------------------------------------------------------------------
     def reset_env(
@@ -163,16 +173,30 @@ class MetaFetch(Environment):
     ) -> tuple[jax.Array, MetaFetchState]:
         """Random distinct cells for the objects and the agent, random order and orientation.
 
-        ``N + 1`` distinct interior cells are drawn one after the other (each uniform over the
-        cells not drawn yet), the first ``N`` for the objects and the last for the agent; the
-        order is a uniform random permutation; the orientation is uniform. All draws come from
-        one ``core.key_words`` call (no threefry), which keeps the reset that ``step`` computes
-        for its auto-reset cheap.
+        The ``N + 1`` cells are a uniformly random ordered selection of distinct interior cells,
+        the first ``N`` for the objects and the last for the agent; the order is a uniform
+        random permutation; the orientation is uniform. All draws come from one
+        ``core.key_words`` call (no threefry), which keeps the reset that ``step`` computes for
+        its auto-reset cheap. With ``N <= MAX_TABLE_OBJECTS`` the selection is a uniform
+        subset and a uniform arrangement of it, and the order a uniform permutation, each one
+        row of a lookup table; with more objects they are drawn one value at a time
+        (``core.draw_distinct``).
         """
         n = self.num_objects
-        words = core.key_words(key, 2 * n + 2)
-        cells, order = core.draw_distinct(words, ((NUM_INTERIOR_CELLS, n + 1), (n, n)))
-        direction = core.uniform_below(words[2 * n + 1], 4)
+        if n <= MAX_TABLE_OBJECTS:
+            words = core.key_words(key, 4)
+            subset = self._subsets[core.uniform_below(words[0], self._subsets.shape[0])]
+            arrangement = self._arrangements[
+                core.uniform_below(words[1], self._arrangements.shape[0])
+            ]
+            cells = subset[arrangement].astype(jnp.int32)
+            order = self._orders[core.uniform_below(words[2], self._orders.shape[0])]
+            order = order.astype(jnp.int32)
+            direction = core.uniform_below(words[3], 4)
+        else:
+            words = core.key_words(key, 2 * n + 2)
+            cells, order = core.draw_distinct(words, ((NUM_INTERIOR_CELLS, n + 1), (n, n)))
+            direction = core.uniform_below(words[2 * n + 1], 4)
 
         rc = jnp.stack([1 + cells // INTERIOR, 1 + cells % INTERIOR], axis=-1)
         state = MetaFetchState(
@@ -250,9 +274,7 @@ class MetaFetch(Environment):
         sets its slot's free channel to 0 and channel 2 (uncollected) or 3 (collected) to 1.
         """
         del params
-        view = core.materialized_sum(
-            [state.pos[0] * (self.width * 4), state.pos[1] * 4, state.dir]
-        )
+        view = core.materialized_sum([state.pos[0] * (self.width * 4), state.pos[1] * 4, state.dir])
         flat = self._base_table[view]  # uint8 [L * 3 * 4]
         object_cells = state.obj_pos[:, 0] * self.width + state.obj_pos[:, 1]  # [N]
         free_at = self._slot_table[view, object_cells] * 4  # [N], >= L * 3 * 4 when not seen
@@ -263,4 +285,3 @@ class MetaFetch(Environment):
             mode="drop",
         )
         return flat.reshape(self.observation_shape)
-

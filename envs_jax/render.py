@@ -53,7 +53,9 @@ def render_state(env: Environment, state, params=None, cell: int = 16) -> np.nda
     elif isinstance(env, MetaFetch):
         colours[:] = WALL
         colours[~env.wall] = FLOOR
-        for (r, c), collected in zip(np.asarray(state.obj_pos), np.asarray(state.collected)):
+        for (r, c), collected in zip(
+            np.asarray(state.obj_pos), np.asarray(state.collected), strict=True
+        ):
             colours[r, c] = COLLECTED if collected else OBJECT
     else:
         raise TypeError(f"render_state supports IMaze and MetaFetch, got {type(env).__name__}")

@@ -33,7 +33,7 @@ def _reference(env, params):
 
 
 def _rollout(env, params, key, actions):
-    """Runs ``actions`` [T, E] from fresh resets; returns initial (obs, state) and per-step outputs."""
+    """Runs ``actions`` [T, E] from fresh resets; returns the first (obs, state) and all outputs."""
     num_steps, num_envs = actions.shape
     reset_key, step_key = jax.random.split(key)
     step_keys = jax.random.split(step_key, num_steps * num_envs).reshape(num_steps, num_envs, -1)

@@ -205,6 +205,4 @@ def test_golden_imaze5_beam_reaches_the_far_wall():
     # corridor (1,1), (1,3) (the indicator, red).
     free = ["111", "010", "111", "000", "000"]
     red = ["000", "000", "001", "000", "000"]
-    np.testing.assert_array_equal(
-        _obs_at("imaze5", (3, 2), 0, indicator=1), _beam(free, red=red)
-    )
+    np.testing.assert_array_equal(_obs_at("imaze5", (3, 2), 0, indicator=1), _beam(free, red=red))

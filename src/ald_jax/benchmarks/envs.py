@@ -33,9 +33,7 @@ def make_runner(name: str, num_envs: int, num_steps: int) -> tuple[Callable, Cal
 
     @jax.jit
     def init(key: jax.Array):
-        obs, state = jax.vmap(env.reset, in_axes=(0, None))(
-            jax.random.split(key, num_envs), params
-        )
+        obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), params)
         return state, obs, key
 
     @jax.jit

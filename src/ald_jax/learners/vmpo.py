@@ -2,8 +2,8 @@
 
 ``make_learner_update`` builds a pure ``update(state, batch) -> (state, metrics)``:
 
-* the online network is unrolled over the chunk from the learner state the runner recorded
-  (``batch.learner_state``), plus one step on the bootstrap observation;
+* the online network is unrolled over the chunk and its bootstrap observation (``T+1`` steps)
+  from the learner state the runner recorded (``batch.learner_state``);
 * values are PopArt-normalised (SPEC §5.3): returns are computed in return units, the value loss
   and the advantages in normalised units;
 * returns are V-trace (ALD: the data comes from the actor policy) or plain n-step (baselines);
@@ -92,14 +92,15 @@ def init_learner_state(
 
 
 def unroll_with_bootstrap(network: Any, params: PyTree, batch: Trajectory, state: PyTree):
-    """Unroll over ``obs[:T]`` from ``state``, then one more step on the bootstrap ``obs[T]``.
+    """Unroll over ``obs[:T]`` from ``state``, then one incremental ``step`` on ``obs[T]``.
 
     Returns ``(out, state_T)`` where ``out`` has ``T+1`` steps and ``state_T`` is the recurrent
-    state after ``obs[T-1]`` (the state the stream's next chunk starts from).
+    state after ``obs[T-1]`` (the state the stream's next chunk starts from). The learner runner
+    uses this; the learner itself, which needs no state, unrolls all ``T+1`` steps at once.
     """
     out, state_t = network.unroll(params, batch.obs[:-1], batch.first[:-1], state)
-    boot, _ = network.unroll(params, batch.obs[-1:], batch.first[-1:], state_t)
-    out = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=0), out, boot)
+    boot, _ = network.step(params, batch.obs[-1], state_t, batch.first[-1])
+    out = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]], axis=0), out, boot)
     return out, state_t
 
 
@@ -137,7 +138,8 @@ def make_learner_update(
 
     def loss_fn(params, duals: Duals, popart: PopArtState, batch: Trajectory):
         mask = batch.valid.astype(jnp.float32)
-        out, _ = unroll_with_bootstrap(network, params, batch, batch.learner_state)
+        # All T+1 steps in one unroll (the bootstrap value is the last); no state needed here.
+        out, _ = network.unroll(params, batch.obs, batch.first, batch.learner_state)
         logits = out.logits[:-1]
         v_norm = out.value  # [T+1, B], normalised
         v = jax.lax.stop_gradient(popart_lib.unnormalize(popart, v_norm))
