@@ -19,10 +19,19 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 import envs_jax
-from ald_jax.actors.rollout import make_rollout
+from ald_jax.actors.envpool_actor import (
+    PREFIX as ENVPOOL_PREFIX,
+)
+from ald_jax.actors.envpool_actor import (
+    envpool_spec,
+    init_envpool_carry,
+    make_envpool_rollout,
+)
+from ald_jax.actors.rollout import init_actor_carry, make_rollout
 from ald_jax.config import Config
 from ald_jax.learners import (
     init_distill_state,
@@ -38,8 +47,10 @@ from ald_jax.networks import AsymmetricNetwork, GTrXLNetwork, LSTMNetwork
 class Components(NamedTuple):
     """Everything a run needs, built from one config (functions already jitted)."""
 
-    env: Any
+    env: Any  # an envs_jax Environment, or an EnvpoolSpec
     env_params: Any
+    obs_example: jax.Array  # one observation, for network init
+    init_carry: Callable  # (key, num_envs, actor_index) -> actor carry
     actor_net: Any
     learner_net: Any
     actor_params_of: Callable  # learner params -> actor params (baselines)
@@ -76,8 +87,24 @@ def make_networks(cfg: Config, num_actions: int) -> tuple[Any, Any]:
 
 
 def build(cfg: Config) -> Components:
-    env, env_params = envs_jax.make(cfg.env)
+    if cfg.env.startswith(ENVPOOL_PREFIX):
+        env, env_params = envpool_spec(cfg.env), None
+        obs_example = jnp.zeros(env.observation_shape, jnp.float32)
+    else:
+        env, env_params = envs_jax.make(cfg.env)
+        obs_example, _ = env.reset(jax.random.PRNGKey(0), env_params)
     actor_net, learner_net = make_networks(cfg, env.num_actions)
+    if env_params is None:
+        rollout = make_envpool_rollout(actor_net, env.num_actions, cfg.unroll_length)
+
+        def init_carry(key, num_envs, index):
+            return init_envpool_carry(env, actor_net, key, num_envs, seed=cfg.seed * 1000 + index)
+    else:
+        rollout = jax.jit(make_rollout(env, env_params, actor_net, cfg.unroll_length))
+
+        def init_carry(key, num_envs, index):
+            return init_actor_carry(env, env_params, actor_net, key, num_envs)
+
     if cfg.method == "asymm_ac":
         actor_params_of = learner_net.policy_params
     else:
@@ -107,10 +134,12 @@ def build(cfg: Config) -> Components:
     return Components(
         env=env,
         env_params=env_params,
+        obs_example=obs_example,
+        init_carry=init_carry,
         actor_net=actor_net,
         learner_net=learner_net,
         actor_params_of=actor_params_of,
-        rollout=jax.jit(make_rollout(env, env_params, actor_net, cfg.unroll_length)),
+        rollout=rollout,
         runner=jax.jit(make_learner_runner(learner_net)),
         learner_update=jax.jit(learner_update),
         distill_update=distill_update,
@@ -121,7 +150,7 @@ def build(cfg: Config) -> Components:
 
 def init_states(cfg: Config, comps: Components, key: jax.Array):
     """Initial (learner state, distill state or None) for a run."""
-    obs_example, _ = comps.env.reset(jax.random.PRNGKey(0), comps.env_params)
+    obs_example = comps.obs_example
     k_learner, k_actor = jax.random.split(key)
     learner_params = comps.learner_net.init(k_learner, obs_example)
     learner_state = init_learner_state(

@@ -267,11 +267,25 @@ def validate(config: Config, *, num_devices: int | None = None) -> Config:
 
 
 def _check_env(config: Config) -> None:
+    if config.env.startswith("envpool:"):
+        import envpool
+
+        task = config.env[len("envpool:") :]
+        tasks = envpool.list_all_envs()
+        if task not in tasks:
+            close = difflib.get_close_matches(task, tasks, n=3)
+            raise ConfigError(
+                f"env={config.env!r}: {task!r} is not an envpool task"
+                + (f" (did you mean {close}?)" if close else "")
+            )
+        return
     from envs_jax import registered_envs  # pure Python registry, no compile
 
     allowed = registered_envs()
     if config.env not in allowed:
-        raise ConfigError(f"env={config.env!r}: allowed values are {allowed}")
+        raise ConfigError(
+            f"env={config.env!r}: allowed values are {allowed} or 'envpool:<task id>'"
+        )
 
 
 

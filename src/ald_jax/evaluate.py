@@ -30,9 +30,12 @@ def play_episode(env, env_params, network, params, key, max_steps: int = 1000):
     )
 
 
-def write_eval_gif(system, path: str, max_steps: int = 1000) -> str:
-    """Renders one episode of the current actor params to ``path`` (GIF)."""
+def write_eval_gif(system, path: str, max_steps: int = 1000) -> str | None:
+    """Renders one episode of the current actor params to ``path`` (GIF); JAX envs only."""
     from envs_jax.render import render_state, save_gif
+
+    if system.c.env_params is None:  # envpool: no renderer of ours
+        return None
 
     _, params = system.actor_server.get()
     comps = system.c

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ald_jax.actors.rollout import ActorCarry, init_actor_carry
+from ald_jax.actors.rollout import ActorCarry
 from ald_jax.builder import Components, init_states
 from ald_jax.config import Config
 from ald_jax.replay import Replay, concat_batches
@@ -93,8 +93,7 @@ class System:
         self.runner_server = ParamServer(self.learner_state.target_params)
         actor_keys = jax.random.split(key, cfg.num_actors)
         self.carries: list[ActorCarry] = [
-            init_actor_carry(comps.env, comps.env_params, comps.actor_net, k, cfg.envs_per_actor)
-            for k in actor_keys
+            comps.init_carry(k, cfg.envs_per_actor, i) for i, k in enumerate(actor_keys)
         ]
         self.runner_states = [
             comps.learner_net.initial_state(cfg.envs_per_actor) for _ in range(cfg.num_actors)

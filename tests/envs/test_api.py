@@ -103,6 +103,12 @@ def test_lockstep_metafetch_few_objects(num_objects, rereward):
     assert episodes["completions"] > 0
 
 
+def test_lockstep_metafetch_many_objects():
+    """More than MAX_TABLE_OBJECTS objects: the reset draws one value at a time."""
+    env = MetaFetch(9)
+    _lockstep(env, MetaFetchParams(horizon=50), 8, 200, seed=9)
+
+
 def _lockstep(env, params, num_envs, num_steps, seed):
     rng = np.random.default_rng(seed)
     # Forward half of the time (random walks that turn a lot rarely reach the I-Maze goals).

@@ -154,3 +154,27 @@ def test_cli_rejects_bad_input_before_compiling():
         timeout=60,
     )
     assert proc.returncode == 2 and "unknown experiment 'nope'" in proc.stderr
+
+
+def test_envpool_env_runs_through_the_same_pipeline_with_masked_reset_steps():
+    system = _system(env="envpool:CartPole-v1", method="ald", mode="lockstep")
+    seen_invalid = []
+    learn = system.learn
+
+    def spy(batch):
+        seen_invalid.append(int((~np.asarray(batch.valid)).sum()))
+        learn(batch)
+
+    system.learn = spy
+    run_lockstep(system, _steps_budget(system, 1500))
+    row = system.snapshot(1.0)
+    assert row["learner_updates"] >= 10 and row["episodes"] > 0
+    assert sum(seen_invalid) > 0, "CartPole episodes end, so reset steps must appear"
+    assert np.isfinite(row["loss/total"]) and np.isfinite(row["distill/loss"])
+
+
+def test_unknown_envpool_task_is_rejected():
+    from ald_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'CartPol-v1' is not an envpool task.*CartPole-v1"):
+        validate(Config(**{**TINY, "env": "envpool:CartPol-v1"}))
