@@ -11,8 +11,9 @@ ROOT = os.path.dirname(os.path.dirname(__file__))
 def test_quickstart_notebook_executes():
     path = os.path.join(ROOT, "notebooks", "quickstart.ipynb")
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": ROOT}}).execute()
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}
+    ).execute()
     outputs = "".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )

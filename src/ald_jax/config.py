@@ -185,8 +185,7 @@ def parse_value(name: str, text: str):
         return str(text)
     except ValueError:
         raise ConfigError(
-            f"{name}={text!r}: expected {t.__name__}"
-            + (" (true/false)" if t is bool else "")
+            f"{name}={text!r}: expected {t.__name__}" + (" (true/false)" if t is bool else "")
         ) from None
 
 
@@ -286,6 +285,3 @@ def _check_env(config: Config) -> None:
         raise ConfigError(
             f"env={config.env!r}: allowed values are {allowed} or 'envpool:<task id>'"
         )
-
-
-

@@ -51,8 +51,11 @@ class Replay:
 
     def state_dict(self) -> dict:
         with self._lock:
-            return {"items": list(self._items), "rng": self._rng.bit_generator.state,
-                    "added": self.added}
+            return {
+                "items": list(self._items),
+                "rng": self._rng.bit_generator.state,
+                "added": self.added,
+            }
 
     def load_state_dict(self, state: dict) -> None:
         with self._lock:

@@ -76,8 +76,10 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     comps = build(cfg)
     system = System(cfg, comps)
     warm_up(system)
-    log(f"[ald-jax] compiled in {time.perf_counter() - t_build:.1f}s; training "
-        f"({cfg.mode}, {cfg.num_actors} actors x {cfg.envs_per_actor} envs)")
+    log(
+        f"[ald-jax] compiled in {time.perf_counter() - t_build:.1f}s; training "
+        f"({cfg.mode}, {cfg.num_actors} actors x {cfg.envs_per_actor} envs)"
+    )
 
     writer = MetricsWriter(run_dir)
     start = time.perf_counter()
@@ -147,7 +149,9 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ald_jax.run", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ald_jax.run", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--exp", required=True, help="experiment name (experiments/<name>.py)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")

@@ -1,9 +1,9 @@
 """The one trajectory layout and the model output type shared by every part of ald-jax.
 
-Everything is time-major. A chunk of ``T`` acting steps (``T_U`` in the paper) for ``B`` environment
-streams carries ``T + 1`` observations: ``obs[t]`` is what the agent saw before choosing
-``action[t]``; ``obs[T]`` is the bootstrap observation, which is also ``obs[0]`` of the stream's next
-chunk. Recurrent states are recorded *before* ``obs[0]`` is processed.
+Everything is time-major. A chunk of ``T`` acting steps (``T_U`` in the paper) for ``B``
+environment streams carries ``T + 1`` observations: ``obs[t]`` is what the agent saw before
+choosing ``action[t]``; ``obs[T]`` is the bootstrap observation, which is also ``obs[0]`` of the
+stream's next chunk. Recurrent states are recorded *before* ``obs[0]`` is processed.
 """
 
 from __future__ import annotations

@@ -41,8 +41,15 @@ def _sharpen(teacher, tparams, factor=40.0):
 
 def _batch(key, student, sparams, teacher, tparams, T=8, B=32):
     return fake_trajectory(
-        key, unroll_length=T, batch_size=B, obs_shape=OBS_SHAPE, actor_net=student,
-        actor_params=sparams, learner_net=teacher, learner_params=tparams, p_first=0.1,
+        key,
+        unroll_length=T,
+        batch_size=B,
+        obs_shape=OBS_SHAPE,
+        actor_net=student,
+        actor_params=sparams,
+        learner_net=teacher,
+        learner_params=tparams,
+        p_first=0.1,
     )._replace(learner_state=())
 
 
@@ -87,8 +94,15 @@ def test_distill_gradient_reaches_only_the_student():
 
     def loss(sp, teacher_logits, teacher_value):
         out, _ = student.unroll(sp, batch.obs[:-1], batch.first[:-1], batch.actor_state)
-        return ald_loss(out.logits, out.value, teacher_logits, teacher_value, batch.valid,
-                        alpha_pi=1.0, alpha_v=1.0)[0]
+        return ald_loss(
+            out.logits,
+            out.value,
+            teacher_logits,
+            teacher_value,
+            batch.valid,
+            alpha_pi=1.0,
+            alpha_v=1.0,
+        )[0]
 
     g_s, g_tl, g_tv = jax.grad(loss, argnums=(0, 1, 2))(
         sparams, batch.learner_logits[:-1], batch.learner_value[:-1]

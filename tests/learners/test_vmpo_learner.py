@@ -73,7 +73,11 @@ def test_vmpo_learns_a_memory_task(use_vtrace):
 
 def _gtrxl():
     return GTrXLNetwork(
-        num_actions=NUM_ACTIONS, num_layers=1, embed_dim=32, num_heads=2, head_dim=16,
+        num_actions=NUM_ACTIONS,
+        num_layers=1,
+        embed_dim=32,
+        num_heads=2,
+        head_dim=16,
         memory_length=8,
     )
 
@@ -108,8 +112,13 @@ def _learner_batch(net, params, key, *, reward_scale, target_params=None):
     actor = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=8, torso_sizes=(8,))
     aparams = actor.init(key, jnp.zeros(OBS_SHAPE, jnp.uint8))
     batch = fake_trajectory(
-        key, unroll_length=6, batch_size=16, obs_shape=OBS_SHAPE, actor_net=actor,
-        actor_params=aparams, learner_net=net,
+        key,
+        unroll_length=6,
+        batch_size=16,
+        obs_shape=OBS_SHAPE,
+        actor_net=actor,
+        actor_params=aparams,
+        learner_net=net,
         learner_params=params if target_params is None else target_params,
     )
     return batch._replace(reward=batch.reward * reward_scale)
@@ -164,10 +173,12 @@ def test_popart_update_preserves_unnormalised_values_and_tracks_returns(gtrxl_se
     np.testing.assert_allclose(new_v, old_v, rtol=1e-4, atol=1e-3)
     assert float(new.popart.mu) != 0.0 and float(popart_lib.sigma(new.popart)) > 1.0
     # The target copy is rescaled too.
-    out_tgt, _ = net.unroll(new.target_params, batch.obs[:-1], batch.first[:-1],
-                            batch.learner_state)
-    np.testing.assert_allclose(popart_lib.unnormalize(new.popart, out_tgt.value), old_v,
-                               rtol=1e-4, atol=1e-3)
+    out_tgt, _ = net.unroll(
+        new.target_params, batch.obs[:-1], batch.first[:-1], batch.learner_state
+    )
+    np.testing.assert_allclose(
+        popart_lib.unnormalize(new.popart, out_tgt.value), old_v, rtol=1e-4, atol=1e-3
+    )
 
 
 def test_target_network_refreshes_every_k_l_updates(gtrxl_setup):
@@ -200,6 +211,7 @@ def test_update_compiles_once(gtrxl_setup):
     net, params, opt, update = gtrxl_setup
     state = _state(opt, params)
     for i in range(3):
-        state, _ = update(state, _learner_batch(net, params, jax.random.PRNGKey(i),
-                                                reward_scale=1.0))
+        state, _ = update(
+            state, _learner_batch(net, params, jax.random.PRNGKey(i), reward_scale=1.0)
+        )
     assert len(TRACES) == 1

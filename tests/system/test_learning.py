@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ald_jax.builder import build
-from ald_jax.runtime import System, run_lockstep
 from ald_jax.run import load_config
+from ald_jax.runtime import System, run_lockstep
 
 
 @pytest.mark.slow

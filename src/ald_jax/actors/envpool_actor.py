@@ -55,8 +55,9 @@ def init_envpool_carry(spec: EnvpoolSpec, network: Any, key: jax.Array, num_envs
 
     adapter = EnvpoolAdapter(spec.task_id, num_envs=num_envs, seed=seed)
     obs = adapter.reset()
-    return EnvpoolCarry(adapter, obs, np.ones((num_envs,), bool), network.initial_state(num_envs),
-                        key)
+    return EnvpoolCarry(
+        adapter, obs, np.ones((num_envs,), bool), network.initial_state(num_envs), key
+    )
 
 
 def make_envpool_rollout(network: Any, num_actions: int, unroll_length: int):
@@ -73,17 +74,39 @@ def make_envpool_rollout(network: Any, num_actions: int, unroll_length: int):
         num_envs = carry.first.shape[0]
         noise = np.asarray(jax.random.gumbel(noise_key, (unroll_length, num_envs, num_actions)))
         obs, first, net_state = carry.obs, carry.first, carry.net_state
-        rec: dict[str, list] = {k: [] for k in ("obs", "first", "action", "reward", "discount",
-                                               "valid", "logits", "done", "ret", "len", "succ")}
+        rec: dict[str, list] = {
+            k: []
+            for k in (
+                "obs",
+                "first",
+                "action",
+                "reward",
+                "discount",
+                "valid",
+                "logits",
+                "done",
+                "ret",
+                "len",
+                "succ",
+            )
+        }
         for t in range(unroll_length):
             logits, net_state, action = policy_step(params, obs, net_state, first, noise[t])
             action = np.asarray(action)
             res = carry.adapter.step(action)
-            for k, v in (("obs", obs), ("first", first), ("action", action),
-                         ("reward", res.reward), ("discount", res.discount), ("valid", res.valid),
-                         ("logits", logits), ("done", res.episode_end),
-                         ("ret", res.episode_return), ("len", res.episode_length),
-                         ("succ", res.success)):
+            for k, v in (
+                ("obs", obs),
+                ("first", first),
+                ("action", action),
+                ("reward", res.reward),
+                ("discount", res.discount),
+                ("valid", res.valid),
+                ("logits", logits),
+                ("done", res.episode_end),
+                ("ret", res.episode_return),
+                ("len", res.episode_length),
+                ("succ", res.success),
+            ):
                 rec[k].append(v)
             obs, first = res.obs, res.first
         stack = lambda k: np.stack(rec[k])  # noqa: E731
@@ -102,7 +125,9 @@ def make_envpool_rollout(network: Any, num_actions: int, unroll_length: int):
             version=jnp.full((num_envs,), version, jnp.int32),
         )
         stats = EpisodeStats(
-            done=stack("done"), episode_return=stack("ret"), episode_length=stack("len"),
+            done=stack("done"),
+            episode_return=stack("ret"),
+            episode_length=stack("len"),
             success=stack("succ"),
         )
         return EnvpoolCarry(carry.adapter, obs, first, net_state, key), traj, stats

@@ -48,8 +48,12 @@ def run(results: dict, repeats: int = 5) -> None:
     results["actor_sps.lstm32_16env"] = actor_sps(lstm, 16, repeats, 100)
     results["actor_sps.gtrxl2_1env"] = actor_sps(gtrxl(2), 1, repeats, 20)
     results["actor_sps.gtrxl4_1env"] = actor_sps(gtrxl(4), 1, repeats, 10)
-    for k in ("actor_sps.lstm32_1env", "actor_sps.lstm32_16env", "actor_sps.gtrxl2_1env",
-              "actor_sps.gtrxl4_1env"):
+    for k in (
+        "actor_sps.lstm32_1env",
+        "actor_sps.lstm32_16env",
+        "actor_sps.gtrxl2_1env",
+        "actor_sps.gtrxl4_1env",
+    ):
         print(f"{k:<26} {results[k]:>12,.0f} env-steps/s", flush=True)
 
 

@@ -47,12 +47,19 @@ def learner_sps(network, repeats: int, iters: int, use_vtrace: bool = True) -> f
     actor = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
     params = network.init(key, obs)
     batch = fake_trajectory(
-        key, unroll_length=T, batch_size=B, obs_shape=OBS_SHAPE, actor_net=actor,
-        actor_params=actor.init(key, obs), learner_net=network, learner_params=params,
+        key,
+        unroll_length=T,
+        batch_size=B,
+        obs_shape=OBS_SHAPE,
+        actor_net=actor,
+        actor_params=actor.init(key, obs),
+        learner_net=network,
+        learner_params=params,
     )
     opt = optax.adam(1e-4)
-    update = jax.jit(make_learner_update(network, opt, gamma=0.99, use_vtrace=use_vtrace,
-                                         learner_reg=0.1))
+    update = jax.jit(
+        make_learner_update(network, opt, gamma=0.99, use_vtrace=use_vtrace, learner_reg=0.1)
+    )
     state = init_learner_state(params, opt, eta_init=1.0, alpha_init=0.5)
     return T * B / _time(update, state, batch, repeats, iters)
 
@@ -64,8 +71,14 @@ def distill_sps(repeats: int, iters: int) -> float:
     teacher = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
     params = actor.init(key, obs)
     batch = fake_trajectory(
-        key, unroll_length=T, batch_size=B, obs_shape=OBS_SHAPE, actor_net=actor,
-        actor_params=params, learner_net=teacher, learner_params=teacher.init(key, obs),
+        key,
+        unroll_length=T,
+        batch_size=B,
+        obs_shape=OBS_SHAPE,
+        actor_net=actor,
+        actor_params=params,
+        learner_net=teacher,
+        learner_params=teacher.init(key, obs),
     )
     batch = jax.tree.map(lambda x: x[None], batch._replace(learner_state=()))
     opt = optax.adam(1e-4)
@@ -75,7 +88,11 @@ def distill_sps(repeats: int, iters: int) -> float:
 
 def run(results: dict, repeats: int = 5) -> None:
     gtrxl = lambda n: GTrXLNetwork(  # noqa: E731
-        num_actions=NUM_ACTIONS, num_layers=n, embed_dim=256, num_heads=8, head_dim=32,
+        num_actions=NUM_ACTIONS,
+        num_layers=n,
+        embed_dim=256,
+        num_heads=8,
+        head_dim=32,
         memory_length=64,
     )
     results["learner_sps.gtrxl2"] = learner_sps(gtrxl(2), repeats, 3)
@@ -84,8 +101,12 @@ def run(results: dict, repeats: int = 5) -> None:
         LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32), repeats, 10, use_vtrace=False
     )
     results["distill_sps.lstm32"] = distill_sps(repeats, 10)
-    for k in ("learner_sps.gtrxl2", "learner_sps.gtrxl4", "learner_sps.lstm32",
-              "distill_sps.lstm32"):
+    for k in (
+        "learner_sps.gtrxl2",
+        "learner_sps.gtrxl4",
+        "learner_sps.lstm32",
+        "distill_sps.lstm32",
+    ):
         print(f"{k:<24} {results[k]:>12,.0f} agent-steps/s", flush=True)
 
 
