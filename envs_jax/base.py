@@ -181,9 +181,10 @@ class Environment:
 
 def _concrete(value: Any) -> np.ndarray | None:
     """``value`` as a NumPy array, or None when it is traced (cannot be checked)."""
-    if isinstance(value, jax.core.Tracer):
+    try:
+        return np.asarray(value)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return None
-    return np.asarray(value)
 
 
 def check_int_param(env: str, field: str, value: Any, low: int, high: int | None) -> None:

@@ -62,10 +62,12 @@ def ahead(pos: jax.Array, direction: jax.Array) -> jax.Array:
 def materialized_sum(terms: list[jax.Array]) -> jax.Array:
     """The sum of scalar ``terms``, computed as one reduction over their stack.
 
-    Performance only: XLA:CPU never fuses a reduction into a consumer that reads each of its
-    elements many times (such as the gather of a whole observation row from a lookup table), so
-    the index is computed once per environment instead of once per gathered byte together with
-    everything it depends on (the step's movement logic and the auto-reset select).
+    Same value as ``sum(terms)``; a performance hint only. XLA:CPU does not fuse an expensive
+    producer (a reduction is one) into a consumer that reads each of its elements many times,
+    such as the gather of a whole observation row from a lookup table, so the table index tends
+    to be computed once per environment rather than once per gathered byte together with
+    everything it depends on (the step's movement logic, the auto-reset select). Measured: the
+    ``imaze9`` auto-reset step is ~1.3x faster with it.
     """
     return jnp.sum(jnp.stack(terms))
 
@@ -122,10 +124,11 @@ def key_words(key: jax.Array, num_words: int) -> jax.Array:
     """``num_words`` pseudo-random uint32 words derived from a single PRNG key.
 
     Accepts a typed key (``jax.random.key``) or a raw uint32 key (``jax.random.PRNGKey``). Each
-    data word of the key is mixed with the murmur3 finaliser, the mixes are summed into a seed,
-    and the seed is expanded with a counter and mixed again: a few integer ops per word,
-    deterministic in the key. (The seed is a reduction on purpose: XLA:CPU does not duplicate a
-    reduction into the fusions that read it many times, so it is computed once per env.)
+    data word ``d_i`` of the key is mixed with the murmur3 finaliser into ``h_i``, and word ``j``
+    is ``sum_i fmix(h_i + (j + 1) * golden)`` (mod 2**32): a few integer ops per word,
+    deterministic in the key. (The sum is a reduction on purpose: XLA:CPU does not duplicate a
+    reduction into fusions that read it many times, so each word is computed once per
+    environment, not once per element of everything drawn from it.)
 
     Returns:
       uint32 ``[num_words]``.
@@ -136,9 +139,9 @@ def key_words(key: jax.Array, num_words: int) -> jax.Array:
         data = jnp.asarray(key)
     data = data.reshape(-1).astype(jnp.uint32)
     index = jnp.arange(1, data.shape[0] + 1, dtype=jnp.uint32)
-    seed = jnp.sum(_fmix32(_fmix32(data + _GOLDEN * index) ^ (index * jnp.uint32(0x7FEB352D))))
+    mixed = _fmix32(_fmix32(data + _GOLDEN * index) ^ (index * jnp.uint32(0x7FEB352D)))
     counters = jnp.arange(1, num_words + 1, dtype=jnp.uint32) * _GOLDEN
-    return _fmix32(seed + counters)
+    return jnp.sum(_fmix32(mixed[:, None] + counters[None, :]), axis=0, dtype=jnp.uint32)
 
 
 def _fmix32(x: jax.Array) -> jax.Array:

@@ -35,8 +35,9 @@ from flax import struct
 from envs_jax import core
 from envs_jax.base import Environment, check_float_param, check_int_param
 
-#: Largest accepted maze size; the observation lookup table grows as ``72 * size**3`` bytes.
-MAX_SIZE = 63
+#: Largest accepted maze size: the visited central-column rows are bits of one uint32 (and the
+#: observation lookup table grows as ``72 * size**3`` bytes, 2 MB at 31).
+MAX_SIZE = 31
 
 
 @struct.dataclass
@@ -64,7 +65,8 @@ class IMazeState:
       pos: int32 ``[2]`` agent ``(row, col)``.
       dir: int32 ``[]`` orientation ``0..3`` (N, E, S, W).
       indicator: int32 ``[]`` ``0`` green (left goal correct) or ``1`` red (right goal correct).
-      visited: bool ``[H]``, ``visited[r]`` once central-column cell ``(r, W // 2)`` was entered.
+      visited: uint32 ``[]`` bit mask, bit ``r`` set once central-column cell ``(r, W // 2)`` was
+        entered in this episode.
       time: int32 ``[]`` steps taken in the episode.
       episode_return: float32 ``[]`` rewards summed over the episode.
     """
@@ -87,9 +89,13 @@ def imaze_walkable(size: int) -> np.ndarray:
 
 
 class IMaze(Environment):
-    """I-Maze of SPEC §3.1 with a ``size x size`` grid (odd, ``5 <= size <= 63``)."""
+    """I-Maze of SPEC §3.1 with a ``size x size`` grid (odd, ``5 <= size <= 31``).
 
-    def __init__(self, size: int = 9):
+    ``default_params`` (default ``IMazeParams()``: horizon 150, no shaping) are used by
+    ``reset``/``step`` when no params are passed; ``envs_jax.make`` sets the registered ones.
+    """
+
+    def __init__(self, size: int = 9, default_params: IMazeParams | None = None):
         if isinstance(size, bool) or not isinstance(size, int | np.integer):
             raise TypeError(
                 f"IMaze size must be an int, got {size!r} of type {type(size).__name__}; "
@@ -98,6 +104,7 @@ class IMaze(Environment):
         if size < 5 or size % 2 == 0 or size > MAX_SIZE:
             raise ValueError(f"IMaze size={size} is invalid; allowed: odd integers 5..{MAX_SIZE}")
         self.size = int(size)
+        self._default_params = IMazeParams() if default_params is None else default_params
         self.height = self.width = self.size
         self.beam_length = self.size
         self.start = (1, 1)
@@ -141,7 +148,8 @@ class IMaze(Environment):
 
     @property
     def default_params(self) -> IMazeParams:
-        return IMazeParams()
+        """The parameters ``reset``/``step`` use when given none (the registered ones via make)."""
+        return self._default_params
 
     def check_params(self, params: IMazeParams) -> None:
         """Raises ValueError when a (concrete) parameter is outside its allowed values."""
@@ -162,7 +170,7 @@ class IMaze(Environment):
             pos=jnp.asarray(self.start, jnp.int32),
             dir=jnp.where(start_dir >= 0, start_dir, random_dir),
             indicator=jnp.where(indicator >= 0, indicator, random_indicator),
-            visited=jnp.zeros((self.height,), bool),
+            visited=jnp.zeros((), jnp.uint32),
             time=jnp.zeros((), jnp.int32),
             episode_return=jnp.zeros((), jnp.float32),
         )
@@ -184,10 +192,10 @@ class IMaze(Environment):
         terminated = moved & (in_left | in_right)
         correct = moved & jnp.where(state.indicator == 0, in_left, in_right)
 
-        row_hot = jnp.arange(self.height) == pos[0]
+        row_bit = jnp.left_shift(jnp.uint32(1), pos[0].astype(jnp.uint32))
         entered_central = moved & (pos[1] == self.central_col)
-        first_entry = entered_central & ~jnp.any(state.visited & row_hot)
-        visited = state.visited | (row_hot & entered_central)
+        first_entry = entered_central & ((state.visited & row_bit) == 0)
+        visited = state.visited | jnp.where(entered_central, row_bit, jnp.uint32(0))
 
         reward = correct.astype(jnp.float32) + jnp.where(
             first_entry, jnp.asarray(params.shaping, jnp.float32), 0.0

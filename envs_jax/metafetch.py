@@ -90,9 +90,13 @@ class MetaFetchState:
 
 
 class MetaFetch(Environment):
-    """Meta-Fetch of SPEC §3.2 with ``num_objects`` objects (``1..24``) on the fixed 7x7 grid."""
+    """Meta-Fetch of SPEC §3.2 with ``num_objects`` objects (``1..24``) on the fixed 7x7 grid.
 
-    def __init__(self, num_objects: int = 4):
+    ``default_params`` (default ``MetaFetchParams()``: horizon 300, SPEC's reward rule) are used
+    by ``reset``/``step`` when no params are passed.
+    """
+
+    def __init__(self, num_objects: int = 4, default_params: MetaFetchParams | None = None):
         max_objects = NUM_INTERIOR_CELLS - 1  # one interior cell is left for the agent
         if isinstance(num_objects, bool) or not isinstance(num_objects, int | np.integer):
             raise TypeError(
@@ -105,6 +109,7 @@ class MetaFetch(Environment):
                 f"1..{max_objects} (the 5x5 interior of the 7x7 grid, minus one cell for the agent)"
             )
         self.num_objects = int(num_objects)
+        self._default_params = MetaFetchParams() if default_params is None else default_params
         self.height = self.width = GRID_SIZE
         self.beam_length = BEAM_LENGTH
         wall = np.ones((GRID_SIZE, GRID_SIZE), bool)
@@ -112,15 +117,18 @@ class MetaFetch(Environment):
         self.wall = wall
         base, slots = self._build_tables(wall)
         self._base_table = jnp.asarray(base)
-        self._slot_table = jnp.asarray(slots)
+        self._slot_table = jnp.asarray(slots.reshape(-1))  # flat [(cell * 4 + dir) * H*W + cell]
         if self.num_objects <= MAX_TABLE_OBJECTS:
-            # Reset lookup tables: all (N+1)-subsets of the interior cells (ascending), all
-            # arrangements of N+1 items, all permutations of N (uint8; 53130 x 5 at N = 4).
-            cells = range(NUM_INTERIOR_CELLS)
+            # Reset lookup tables: all (N+1)-subsets of the interior cells as (row, col), all
+            # arrangements of N+1 items, all permutations of N (uint8; 53130 x 5 x 2 at N = 4).
             n = self.num_objects
-            self._subsets = jnp.asarray(list(itertools.combinations(cells, n + 1)), jnp.uint8)
-            self._arrangements = jnp.asarray(list(itertools.permutations(range(n + 1))), jnp.uint8)
-            self._orders = jnp.asarray(list(itertools.permutations(range(n))), jnp.uint8)
+            interior = [(r, c) for r in range(1, GRID_SIZE - 1) for c in range(1, GRID_SIZE - 1)]
+            subsets = list(itertools.combinations(interior, n + 1))  # [C, N+1, 2] (row, col)
+            assert len(subsets) < 2**16, "core.uniform_below draws below 2**16"
+            self._subsets = jnp.asarray(np.array(subsets, np.uint8))
+            arrangements = np.array(list(itertools.permutations(range(n + 1))), np.uint8)
+            self._arrangements = jnp.asarray(arrangements)
+            self._orders = jnp.asarray(np.array(list(itertools.permutations(range(n))), np.uint8))
 
     def _build_tables(self, wall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lookup tables indexed by ``(cell * 4 + dir)`` of the agent (NumPy, build time).
@@ -160,7 +168,8 @@ class MetaFetch(Environment):
 
     @property
     def default_params(self) -> MetaFetchParams:
-        return MetaFetchParams()
+        """The parameters ``reset``/``step`` use when given none."""
+        return self._default_params
 
     def check_params(self, params: MetaFetchParams) -> None:
         """Raises ValueError when a (concrete) parameter is outside its allowed values."""
@@ -189,7 +198,7 @@ class MetaFetch(Environment):
             arrangement = self._arrangements[
                 core.uniform_below(words[1], self._arrangements.shape[0])
             ]
-            cells = subset[arrangement].astype(jnp.int32)
+            rc = subset[arrangement].astype(jnp.int32)  # [N + 1, 2]
             order = self._orders[core.uniform_below(words[2], self._orders.shape[0])]
             order = order.astype(jnp.int32)
             direction = core.uniform_below(words[3], 4)
@@ -197,8 +206,8 @@ class MetaFetch(Environment):
             words = core.key_words(key, 2 * n + 2)
             cells, order = core.draw_distinct(words, ((NUM_INTERIOR_CELLS, n + 1), (n, n)))
             direction = core.uniform_below(words[2 * n + 1], 4)
+            rc = jnp.stack([1 + cells // INTERIOR, 1 + cells % INTERIOR], axis=-1)
 
-        rc = jnp.stack([1 + cells // INTERIOR, 1 + cells % INTERIOR], axis=-1)
         state = MetaFetchState(
             pos=rc[n],
             dir=direction,
@@ -276,8 +285,9 @@ class MetaFetch(Environment):
         del params
         view = core.materialized_sum([state.pos[0] * (self.width * 4), state.pos[1] * 4, state.dir])
         flat = self._base_table[view]  # uint8 [L * 3 * 4]
+        cells = self.height * self.width
         object_cells = state.obj_pos[:, 0] * self.width + state.obj_pos[:, 1]  # [N]
-        free_at = self._slot_table[view, object_cells] * 4  # [N], >= L * 3 * 4 when not seen
+        free_at = self._slot_table[view * cells + object_cells] * 4  # [N]; >= L*3*4: not seen
         object_at = free_at + 2 + state.collected.astype(jnp.int32)
         n = self.num_objects
         flat = flat.at[jnp.concatenate([free_at, object_at])].set(

@@ -10,12 +10,13 @@ from envs_jax.base import Environment
 from envs_jax.imaze import IMaze, IMazeParams
 from envs_jax.metafetch import MetaFetch, MetaFetchParams
 
-_REGISTRY: dict[str, Callable[[], tuple[Environment, Any]]] = {
-    "imaze5": lambda: (IMaze(5), IMazeParams(horizon=50, shaping=0.0)),
-    "imaze9": lambda: (IMaze(9), IMazeParams(horizon=150, shaping=0.0)),
-    "imaze15": lambda: (IMaze(15), IMazeParams(horizon=350, shaping=0.01)),
-    "metafetch3": lambda: (MetaFetch(3), MetaFetchParams(horizon=300)),
-    "metafetch4": lambda: (MetaFetch(4), MetaFetchParams(horizon=300)),
+#: name -> (environment class, its size argument, the registered parameters).
+_REGISTRY: dict[str, tuple[Callable[..., Environment], int, Any]] = {
+    "imaze5": (IMaze, 5, IMazeParams(horizon=50, shaping=0.0)),
+    "imaze9": (IMaze, 9, IMazeParams(horizon=150, shaping=0.0)),
+    "imaze15": (IMaze, 15, IMazeParams(horizon=350, shaping=0.01)),
+    "metafetch3": (MetaFetch, 3, MetaFetchParams(horizon=300)),
+    "metafetch4": (MetaFetch, 4, MetaFetchParams(horizon=300)),
 }
 
 
@@ -35,14 +36,14 @@ def make(name: str, **param_overrides: Any) -> tuple[Environment, Any]:
         ``indicator=0`` (I-Maze), ``rereward_after_completion=True`` (Meta-Fetch).
 
     Returns:
-      ``(env, params)``.
+      ``(env, params)``; ``env.default_params`` is ``params`` too.
 
     Raises:
       ValueError: unknown name, unknown parameter name, or a parameter value outside its range.
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown environment {name!r}; allowed: {', '.join(_REGISTRY)}")
-    env, params = _REGISTRY[name]()
+    env_class, size, params = _REGISTRY[name]
     allowed = [f.name for f in dataclasses.fields(params)]
     unknown = sorted(set(param_overrides) - set(allowed))
     if unknown:
@@ -51,5 +52,6 @@ def make(name: str, **param_overrides: Any) -> tuple[Environment, Any]:
             f"allowed: {', '.join(allowed)}"
         )
     params = params.replace(**param_overrides)
+    env = env_class(size, default_params=params)
     env.check_params(params)
     return env, params

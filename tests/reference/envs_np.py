@@ -65,9 +65,8 @@ class IMazeRef:
         self.pos = (int(state.pos[0]), int(state.pos[1]))
         self.direction = int(state.dir)
         self.indicator = int(state.indicator)
-        self.visited = {
-            (r, self.size // 2) for r in range(self.size) if bool(np.asarray(state.visited)[r])
-        }
+        mask = int(state.visited)  # bit r: central-column cell (r, size // 2) was entered
+        self.visited = {(r, self.size // 2) for r in range(self.size) if mask >> r & 1}
         self.time = int(state.time)
         self.episode_return = float(state.episode_return)
 
