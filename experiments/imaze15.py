@@ -1,22 +1,9 @@
 """15x15 I-Maze with central-corridor shaping (the paper's §5.1, Fig. 6): 4-layer GTrXL."""
 
-from ald_jax.config import Config
+from experiments.common import paper_task
 
 
-def get_config() -> Config:
-    return Config(
-        exp="imaze15",
-        env="imaze15",
-        method="ald",
-        total_env_steps=10_000_000,
-        lstm_hidden=32,
-        gtrxl_layers=4,
-        # Laptop profile: the paper's Adam 1e-4 is tuned for 10M+ steps on GPUs; 5e-4 learns the
-        # same tasks in far fewer updates here (imaze9: LSTM V-MPO solved in ~4.5M env steps).
-        learning_rate=5e-4,
-        distill_learning_rate=5e-4,
-        target_period=10,
-        actor_period=10,
-        alpha_v=0.1,
-        dprl=10.0,
+def get_config():
+    return paper_task(
+        exp="imaze15", env="imaze15", total_env_steps=10_000_000, lstm_hidden=32, gtrxl_layers=4
     )
