@@ -41,6 +41,7 @@ BAD_OVERRIDES = [
     ("alpha_init=-1", "alpha_init=-1.0"),
     ("popart_decay=0", "popart_decay=0.0"),
     ("gtrxl_layers=0", "gtrxl_layers=0"),
+    ("gtrxl_embed=33", "even"),
     ("lstm_hidden=0", "lstm_hidden=0"),
     ("total_env_steps=0", "total_env_steps=0"),
     ("seed=-1", "seed=-1"),

@@ -112,7 +112,10 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "lstm_hidden": (lambda v: 1 <= v <= 4096, "an integer in [1, 4096]"),
     "lstm_torso": (lambda v: 1 <= v <= 4096, "an integer in [1, 4096]"),
     "gtrxl_layers": (lambda v: 1 <= v <= 48, "an integer in [1, 48]"),
-    "gtrxl_embed": (lambda v: 1 <= v <= 8192, "an integer in [1, 8192]"),
+    "gtrxl_embed": (
+        lambda v: 2 <= v <= 8192 and v % 2 == 0,
+        "an even integer in [2, 8192] (sinusoidal encodings)",
+    ),
     "gtrxl_heads": (lambda v: v >= 1, "an integer >= 1"),
     "gtrxl_head_dim": (lambda v: v >= 1, "an integer >= 1"),
     "gtrxl_memory": (lambda v: v >= 1, "an integer >= 1"),
