@@ -178,3 +178,45 @@ def test_unknown_envpool_task_is_rejected():
 
     with pytest.raises(ConfigError, match="'CartPol-v1' is not an envpool task.*CartPole-v1"):
         validate(Config(**{**TINY, "env": "envpool:CartPol-v1"}))
+
+
+def test_ctrl_c_stops_a_threaded_run_within_seconds_and_keeps_its_logs(tmp_path):
+    import signal
+
+    run_dir = tmp_path / "run"
+    args = [f"{k}={v}" for k, v in TINY.items() if k not in ("exp",)]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ald_jax.run",
+            "--exp",
+            "debug",
+            "--no-progress",
+            *args,
+            "log_interval=0.5",
+            "max_seconds=0",
+            "total_env_steps=100000000",
+            f"run_dir={run_dir}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 240
+    for line in proc.stdout:
+        lines.append(line)
+        if "training (threaded" in line or time.monotonic() > deadline:
+            break
+    time.sleep(3.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    elapsed = time.monotonic() - t0
+    text = "".join(lines) + out
+    assert elapsed < 10.0, f"took {elapsed:.1f}s to stop:\n{text}"
+    assert proc.returncode == 0, text
+    assert "interrupted" in text and "still running" not in text
+    assert (run_dir / "config.json").exists() and (run_dir / "metrics.csv").exists()
+    assert (run_dir / "summary.json").exists()
