@@ -7,7 +7,7 @@ EXP    ?= debug
 ARGS   ?=
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: venv run test test-fast bench lint format clean
+.PHONY: venv run test test-fast bench lint format clean compare
 
 venv: $(STAMP)
 
@@ -39,3 +39,12 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+
+# make compare EXP=imaze9 METHODS=ald,lstm,gtrxl,asymm_ac SEEDS=3 BUDGET=5000000 [SWEEP=dprl=1,3,10,30]
+METHODS ?= ald,lstm,gtrxl,asymm_ac
+SEEDS   ?= 3
+BUDGET  ?=
+SWEEP   ?=
+compare: $(STAMP)
+	$(PY) -m experiments.compare --exp $(EXP) --methods $(METHODS) --seeds $(SEEDS) \
+		$(if $(BUDGET),--budget $(BUDGET)) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(ARGS),--set $(ARGS))

@@ -1,0 +1,146 @@
+"""Comparison driver: methods x seeds (x one swept field), then the paper's plots.
+
+    python -m experiments.compare --exp imaze9 --methods ald,lstm,gtrxl,asymm_ac --seeds 3 \\
+        --budget 5000000 [--sweep dprl=1,3,10,30] [--set key=value ...] [--parallel 1]
+
+Each run is ``python -m ald_jax.run`` in its own directory
+``<out>/<exp>/<method>[-<key><value>]-s<seed>``; a run whose ``summary.json`` exists is skipped,
+so an interrupted comparison resumes where it stopped. Afterwards ``experiments.plots`` draws
+success (and return) against env steps and wall-clock, per-seed curves, the speed table of the
+paper's Fig. 1 and ``results.md``, all from the runs' ``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ald_jax.config import METHODS, ConfigError, field_names
+
+
+def run_name(method: str, seed: int, sweep: tuple[str, str] | None) -> str:
+    tag = f"-{sweep[0]}{sweep[1]}" if sweep else ""
+    return f"{method}{tag}-s{seed}"
+
+
+def plan(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[str, list[str]]]:
+    """(run_dir, overrides) for every run of the comparison."""
+    key, values = sweep if sweep else (None, [None])
+    runs = []
+    for method in methods:
+        for value in values:
+            for seed in range(seeds):
+                name = run_name(method, seed, (key, value) if key else None)
+                overrides = [f"method={method}", f"seed={seed}"]
+                if key:
+                    overrides.append(f"{key}={value}")
+                runs.append((os.path.join(out, exp, name), overrides))
+    return runs
+
+
+def execute(
+    exp: str, run_dir: str, overrides: list[str], budget: int | None, extra: list[str], log
+) -> int:
+    if os.path.exists(os.path.join(run_dir, "summary.json")):
+        log(f"[compare] done already, skipping {run_dir}")
+        return 0
+    args = [
+        sys.executable,
+        "-m",
+        "ald_jax.run",
+        "--exp",
+        exp,
+        "--no-progress",
+        *overrides,
+        "eval_gif=false",
+        f"run_dir={run_dir}",
+        *extra,
+    ]
+    if budget:
+        args.append(f"total_env_steps={budget}")
+    if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):  # an interrupted earlier try
+        os.replace(
+            os.path.join(run_dir, "metrics.jsonl"),
+            os.path.join(run_dir, f"metrics.jsonl.partial-{int(time.time())}"),
+        )
+        for stale in ("metrics.csv",):
+            if os.path.exists(os.path.join(run_dir, stale)):
+                os.remove(os.path.join(run_dir, stale))
+    os.makedirs(run_dir, exist_ok=True)
+    log(f"[compare] running {run_dir}")
+    with open(os.path.join(run_dir, "stdout.log"), "w") as f:
+        return subprocess.run(args, stdout=f, stderr=subprocess.STDOUT).returncode
+
+
+def parse_sweep(text: str | None):
+    if not text:
+        return None
+    if "=" not in text:
+        raise ConfigError(f"--sweep {text!r}: expected key=v1,v2,...")
+    key, values = text.split("=", 1)
+    if key not in field_names():
+        raise ConfigError(f"--sweep {key!r}: not a config field")
+    return key, [v for v in values.split(",") if v]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.compare", description=__doc__)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--budget", type=int, default=None, help="env steps per run")
+    p.add_argument("--sweep", default=None, help="key=v1,v2,... (e.g. dprl=1,3,10,30)")
+    p.add_argument("--set", nargs="*", default=[], help="extra key=value for every run")
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time")
+    p.add_argument("--out", default=os.path.join("results", "compare"))
+    p.add_argument("--plots-only", action="store_true")
+    args = p.parse_args(argv)
+
+    from experiments import get_config
+    from ald_jax.config import apply_overrides, validate
+
+    try:
+        methods = [m for m in args.methods.split(",") if m]
+        bad = [m for m in methods if m not in METHODS]
+        if bad:
+            raise ConfigError(f"--methods {bad}: allowed {list(METHODS)}")
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds {args.seeds}: must be >= 1")
+        sweep = parse_sweep(args.sweep)
+        runs = plan(args.exp, methods, args.seeds, sweep, args.out)
+        base = get_config(args.exp)
+        for _, overrides in runs:  # every run's config is valid before anything starts
+            validate(apply_overrides(base, overrides + list(args.set)))
+    except ConfigError as e:
+        print(f"compare: {e}", file=sys.stderr)
+        return 2
+
+    failed = []
+    if not args.plots_only:
+
+        def one(item):
+            run_dir, overrides = item
+            rc = execute(args.exp, run_dir, overrides, args.budget, list(args.set), print)
+            if rc:
+                failed.append(run_dir)
+
+        with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+            list(pool.map(one, runs))
+
+    from experiments.plots import make_all
+
+    outputs = make_all(os.path.join(args.out, args.exp), sweep_key=sweep[0] if sweep else None)
+    for path in outputs:
+        print(f"[compare] wrote {path}")
+    if failed:
+        print(f"[compare] failed runs (see their stdout.log): {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
