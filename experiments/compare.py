@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plots-only", action="store_true")
     args = p.parse_args(argv)
 
-    from experiments import get_config
     from ald_jax.config import apply_overrides, validate
+    from experiments import get_config
 
     try:
         methods = [m for m in args.methods.split(",") if m]

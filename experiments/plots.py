@@ -113,7 +113,7 @@ def plot_per_seed(runs, path: str, title: str) -> str:
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (group, seeds) in enumerate(runs.items()):
         color = f"C{i % 10}"
-        for j, (seed, cols) in enumerate(sorted(seeds.items())):
+        for j, (_, cols) in enumerate(sorted(seeds.items())):
             if "success_rate" in cols:
                 ax.plot(
                     cols["env_steps"],
