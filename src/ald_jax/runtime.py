@@ -34,6 +34,7 @@ import numpy as np
 from ald_jax.actors.rollout import ActorCarry
 from ald_jax.builder import Components, init_states
 from ald_jax.config import Config
+from ald_jax.learners.guard import nonfinite_names
 from ald_jax.replay import Replay, concat_batches
 from ald_jax.types import PyTree, Trajectory
 
@@ -74,6 +75,7 @@ class Counters:
     distill_busy: float = 0.0
     runner_busy: float = 0.0
     policy_lag: float = 0.0
+    skipped_updates: int = 0
 
 
 class System:
@@ -152,6 +154,7 @@ class System:
         t0 = time.perf_counter()
         self.learner_state, metrics = self.c.learner_update(self.learner_state, batch)
         step = int(self.learner_state.step)  # waits for the update: honest busy time
+        self._check_finite("learner", metrics, metrics.get("skipped_update"))
         if step % cfg.target_period == 0:
             self.runner_server.publish(self.learner_state.target_params)
         if cfg.method != "ald" and step % cfg.actor_period == 0:
@@ -172,6 +175,7 @@ class System:
         batches = jax.tree.map(lambda x: x[None], batches)  # one update per call
         self.distill_state, metrics = self.c.distill_update(self.distill_state, batches)
         step = int(self.distill_state.step)
+        self._check_finite("distill", metrics, metrics.get("distill/skipped_update"))
         if step % cfg.actor_period == 0:
             self.actor_server.publish(self.distill_state.params)
         with self.progress:
@@ -180,6 +184,19 @@ class System:
             self.counters.distill_agent_steps += cfg.distill_steps_per_update
             self.counters.distill_busy += time.perf_counter() - t0
             self.progress.notify_all()
+
+    def _check_finite(self, who: str, metrics: dict, skipped) -> None:
+        """Acts on the update's non-finite guard (the update itself was already skipped)."""
+        if skipped is None or float(skipped) == 0.0:
+            return
+        names = nonfinite_names(metrics)
+        with self.lock:
+            self.counters.skipped_updates += 1
+        if self.cfg.on_nan == "stop":
+            raise FloatingPointError(
+                f"non-finite {', '.join(names)} in a {who} update: the update was skipped and "
+                "the run stops (on_nan=stop; on_nan=skip skips such updates and goes on)"
+            )
 
     # ---- DpRL bookkeeping --------------------------------------------------------------------
     def distill_due(self, slack_updates: int = 0) -> bool:
@@ -207,6 +224,7 @@ class System:
                 "distill_agent_steps": c.distill_agent_steps,
                 "dprl_achieved": c.distill_agent_steps / max(c.learner_agent_steps, 1),
                 "policy_lag": c.policy_lag,
+                "skipped_updates": c.skipped_updates,
                 "learner_busy_s": c.learner_busy,
                 "learner_wait_data_s": c.learner_wait_data,
                 "learner_wait_distill_s": c.learner_wait_distill,

@@ -220,3 +220,30 @@ def test_ctrl_c_stops_a_threaded_run_within_seconds_and_keeps_its_logs(tmp_path)
     assert "interrupted" in text and "still running" not in text
     assert (run_dir / "config.json").exists() and (run_dir / "metrics.csv").exists()
     assert (run_dir / "summary.json").exists()
+
+
+@pytest.mark.parametrize("on_nan", ["stop", "skip"])
+def test_nan_in_a_batch_stops_the_run_naming_it_or_is_skipped(on_nan):
+    import jax.numpy as jnp
+
+    system = _system(mode="lockstep", on_nan=on_nan)
+    add = system.add_batch
+    calls = []
+
+    def poisoned(items):
+        batch = add(items)
+        calls.append(1)
+        if len(calls) == 3:  # the third batch carries a NaN reward
+            batch = batch._replace(reward=batch.reward.at[0, 0].set(jnp.nan))
+        return batch
+
+    system.add_batch = poisoned
+    if on_nan == "stop":
+        with pytest.raises(FloatingPointError, match="non-finite .*grads.*learner update"):
+            run_lockstep(system, _steps_budget(system, 400))
+        assert system.counters.learner_updates == 2  # the bad update did not count
+    else:
+        run_lockstep(system, _steps_budget(system, 400))
+        row = system.snapshot(1.0)
+        assert row["skipped_updates"] == 1
+        assert row["learner_updates"] == len(calls) - 1

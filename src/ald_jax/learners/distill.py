@@ -23,6 +23,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ald_jax.learners.guard import guarded
 from ald_jax.losses import ald_loss
 from ald_jax.types import PyTree, Trajectory
 
@@ -51,7 +52,8 @@ def make_distill_update(
     ``batches`` is a ``Trajectory`` whose arrays have a leading update axis ``U``
     (``obs [U, T+1, B, ...]``, ``actor_state`` leaves ``[U, B, ...]``): ``U`` sequential Adam steps
     of ``L_ALD = alpha_pi * KL(pi_A || pi_L) + alpha_v * 1/2 (V_L - V_A)^2`` on the actor.
-    Metrics are averaged over the ``U`` steps.
+    Metrics are averaged over the ``U`` steps (``distill/nonfinite/*`` > 0: some step was
+    skipped because a loss, gradient or param was NaN/Inf).
     """
 
     def loss_fn(params, batch: Trajectory):
@@ -73,8 +75,12 @@ def make_distill_update(
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        new_state = DistillState(params, opt_state, state.step + 1)
+        losses = {k[len("distill/") :]: v for k, v in metrics.items()}
+        new_state, flags = guarded(state, new_state, losses, grads, params)
         metrics["distill/grad_norm"] = optax.tree.norm(grads)
-        return DistillState(params, opt_state, state.step + 1), metrics
+        metrics.update({f"distill/{k}": v for k, v in flags.items()})
+        return new_state, metrics
 
     def update(state: DistillState, batches: Trajectory) -> tuple[DistillState, dict]:
         state, metrics = jax.lax.scan(one_step, state, batches)

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ald_jax.learners.guard import guarded
 from ald_jax.losses import (
     PopArtState,
     learner_regularizer_loss,
@@ -201,13 +202,17 @@ def make_learner_update(
 
         step = state.step + 1
         target_params = optax.periodic_update(params, target_params, step, target_period)
+        new_state = LearnerState(params, target_params, duals, opt_state, popart, step)
+        # NaN/Inf anywhere: skip this update (state unchanged) and say what broke.
+        losses = {k[len("loss/") :]: v for k, v in metrics.items() if k.startswith("loss/")}
+        new_state, flags = guarded(state, new_state, losses, grads, (params, duals))
         metrics = {
             **metrics,
-            "popart/mu": popart.mu,
-            "popart/sigma": popart_lib.sigma(popart),
+            **flags,
+            "popart/mu": new_state.popart.mu,
+            "popart/sigma": popart_lib.sigma(new_state.popart),
             "grad_norm": optax.tree.norm(grads[0]),
         }
-        new_state = LearnerState(params, target_params, duals, opt_state, popart, step)
         return new_state, metrics
 
     return update
