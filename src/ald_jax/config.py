@@ -77,6 +77,11 @@ class Config:
     stats_window: int = 200  # episodes in the moving averages
     on_nan: str = "stop"
     compile_cache: bool = True
+    # --- checkpoints ------------------------------------------------------------------------
+    checkpoint_seconds: float = 600.0  # save at least this often (0 = only by updates/at the end)
+    checkpoint_updates: int = 0  # also save every N learner updates (0 = off)
+    checkpoint_keep: int = 3
+    resume: str = ""  # a run directory to continue
 
     # ---- derived values ----------------------------------------------------------------------
     @property
@@ -145,6 +150,9 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "queue_capacity": (lambda v: v >= 1, "an integer >= 1"),
     "log_interval": (lambda v: v > 0, "a number > 0"),
     "stats_window": (lambda v: v >= 1, "an integer >= 1"),
+    "checkpoint_seconds": (lambda v: v >= 0, "a number >= 0 (0 = none by time)"),
+    "checkpoint_updates": (lambda v: v >= 0, "an integer >= 0 (0 = none by updates)"),
+    "checkpoint_keep": (lambda v: v >= 1, "an integer >= 1"),
 }
 _CHOICES = {
     "method": METHODS,

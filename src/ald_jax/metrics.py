@@ -20,9 +20,11 @@ class MetricsWriter:
     """Appends one row per call to ``metrics.jsonl`` and ``metrics.csv`` and logs scalars to
     TensorBoard under ``run_dir/tb``. ``step`` is the env-step count (the x-axis of the paper)."""
 
-    def __init__(self, run_dir: str, tensorboard: bool = True):
+    def __init__(self, run_dir: str, tensorboard: bool = True, resume_env_steps: int | None = None):
         self.run_dir = run_dir
         os.makedirs(run_dir, exist_ok=True)
+        if resume_env_steps is not None:
+            self._truncate(resume_env_steps)
         self._jsonl = open(os.path.join(run_dir, "metrics.jsonl"), "a")
         self._csv_path = os.path.join(run_dir, "metrics.csv")
         self._csv_fields: list[str] | None = None
@@ -30,7 +32,29 @@ class MetricsWriter:
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(run_dir, "tb"))
+            # purge_step: TensorBoard drops events logged after the checkpoint we resume from
+            purge = None if resume_env_steps is None else resume_env_steps + 1
+            self._tb = SummaryWriter(os.path.join(run_dir, "tb"), purge_step=purge)
+
+    def _truncate(self, env_steps: int) -> None:
+        """On resume: keep only the rows up to the checkpoint, so nothing is logged twice."""
+        path = os.path.join(self.run_dir, "metrics.jsonl")
+        rows = read_jsonl(path) if os.path.exists(path) else []
+        rows = [r for r in rows if r.get("env_steps", 0) <= env_steps]
+        with open(path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        if os.path.exists(self._csv_path_for(self.run_dir)):
+            os.remove(self._csv_path_for(self.run_dir))
+        if rows:
+            fields = list(rows[0])
+            with open(self._csv_path_for(self.run_dir), "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(rows)
+
+    @staticmethod
+    def _csv_path_for(run_dir: str) -> str:
+        return os.path.join(run_dir, "metrics.csv")
 
     def write(self, row: Mapping[str, float], step: int) -> None:
         clean = {k: (to_float(v) if not isinstance(v, str) else v) for k, v in row.items()}
@@ -39,6 +63,9 @@ class MetricsWriter:
         if self._csv_fields is None:
             self._csv_fields = list(clean)
             new = not os.path.exists(self._csv_path) or os.path.getsize(self._csv_path) == 0
+            if not new:  # continue an existing file with its own columns
+                with open(self._csv_path) as f:
+                    self._csv_fields = next(csv.reader(f))
             self._csv = open(self._csv_path, "a", newline="")
             self._csv_writer = csv.DictWriter(
                 self._csv, fieldnames=self._csv_fields, extrasaction="ignore"

@@ -60,13 +60,26 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     from tqdm import tqdm
 
     from ald_jax.builder import build
+    from ald_jax.checkpoint import Checkpointer, CheckpointError, config_differences
     from ald_jax.evaluate import write_eval_gif
     from ald_jax.metrics import MetricsWriter
     from ald_jax.runtime import System, ThreadedRun, run_lockstep, warm_up
 
     validate(cfg, num_devices=len(jax.devices()))
-    run_dir = prepare_run_dir(cfg.run_dir or default_run_dir(cfg))
+    if cfg.resume:  # everything about the resume is checked before compiling
+        run_dir = cfg.resume
+        checkpointer = Checkpointer(run_dir, keep=cfg.checkpoint_keep)
+        if not checkpointer.steps():
+            raise ConfigError(f"resume={run_dir!r}: no checkpoint there to resume from")
+        with open(os.path.join(checkpointer.path(checkpointer.steps()[-1]), "meta.json")) as f:
+            diffs = config_differences(json.load(f)["config"], cfg.replace(run_dir=run_dir))
+        if diffs:
+            raise ConfigError("cannot resume: the config differs in " + "; ".join(diffs))
+    else:
+        run_dir = cfg.run_dir or default_run_dir(cfg)
+    run_dir = prepare_run_dir(run_dir)
     cfg = cfg.replace(run_dir=run_dir)
+    checkpointer = Checkpointer(run_dir, keep=cfg.checkpoint_keep)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(cfg.to_dict(), f, indent=2)
     configure_jax(cfg)
@@ -80,10 +93,42 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
         f"[ald-jax] compiled in {time.perf_counter() - t_build:.1f}s; training "
         f"({cfg.mode}, {cfg.num_actors} actors x {cfg.envs_per_actor} envs)"
     )
+    offset, resume_steps = 0.0, None
+    if cfg.resume:
+        meta = checkpointer.restore_latest(system, log=log)
+        if meta is None:
+            raise CheckpointError(f"resume={run_dir!r}: no readable checkpoint")
+        offset, resume_steps = meta["wall_time"], meta["env_steps"]
+        log(
+            f"[ald-jax] resumed from learner update {meta['step']} "
+            f"({resume_steps} env steps, {offset:.0f}s)"
+        )
 
-    writer = MetricsWriter(run_dir)
-    start = time.perf_counter()
-    last = {"t": start}
+    writer = MetricsWriter(run_dir, resume_env_steps=resume_steps)
+    start = time.perf_counter() - offset
+    last = {"t": time.perf_counter()}
+    saved = {"updates": system.counters.learner_updates}
+
+    def checkpoint_due() -> bool:
+        c = system.counters
+        by_updates = (
+            cfg.checkpoint_updates > 0
+            and c.learner_updates - saved["updates"] >= cfg.checkpoint_updates
+        )
+        by_time = (
+            cfg.checkpoint_seconds > 0
+            and time.monotonic() - checkpointer.last_save_time >= cfg.checkpoint_seconds
+        )
+        return by_updates or by_time
+
+    def save_checkpoint() -> None:
+        checkpointer.save(system, time.perf_counter() - start)
+        saved["updates"] = system.counters.learner_updates
+
+    def on_batch() -> None:
+        if checkpoint_due():
+            save_checkpoint()
+
     row: dict = {}
     bar = tqdm(total=cfg.total_env_steps, unit="step", disable=not progress, dynamic_ncols=True)
 
@@ -110,7 +155,7 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     interrupted = False
     try:
         if cfg.mode == "lockstep":
-            run_lockstep(system, budget_done, on_tick=tick)
+            run_lockstep(system, budget_done, on_tick=tick, on_batch=on_batch)
         else:
             threaded = ThreadedRun(system)
             threaded.start()
@@ -118,6 +163,8 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
                 while not budget_done() and not threaded.stop.is_set():
                     time.sleep(0.1)
                     tick()
+                    if checkpoint_due():
+                        save_checkpoint()  # a snapshot while threads run (see checkpoint.py)
             finally:
                 alive = threaded.shutdown(timeout=5.0)
                 if alive:
@@ -130,6 +177,7 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
         tick(force=True)
         bar.close()
         writer.close()
+    save_checkpoint()  # at the end or on Ctrl-C (not after a crash: the last good one stays)
 
     if cfg.eval_gif and not interrupted:
         path = write_eval_gif(system, os.path.join(run_dir, "eval.gif"))
@@ -161,11 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"ald-jax: bad configuration: {e}", file=sys.stderr)
         return 2
+    from ald_jax.checkpoint import CheckpointError
+
     try:
         train(cfg, progress=not args.no_progress)
     except ConfigError as e:
         print(f"ald-jax: bad configuration: {e}", file=sys.stderr)
         return 2
+    except CheckpointError as e:
+        print(f"ald-jax: {e}", file=sys.stderr)
+        return 3
     return 0
 
 

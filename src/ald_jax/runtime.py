@@ -109,6 +109,9 @@ class System:
         self.progress = threading.Condition(self.lock)  # learner/distill DpRL hand-shake
         self.learner_metrics: dict = {}
         self.distill_metrics: dict = {}
+        self.pending: list[Trajectory] = []  # lockstep: chunks of the batch being assembled
+        self.next_actor = 0  # lockstep: whose turn it is
+        self.templates: dict[str, PyTree] = {}  # shapes of a chunk / replay batch (warm_up)
 
     # ---- stages ------------------------------------------------------------------------------
     def act(self, i: int) -> Trajectory:
@@ -255,24 +258,32 @@ class Stop(Exception):
     """Raised inside worker loops when the run is stopping."""
 
 
-def run_lockstep(system: System, should_stop: Callable[[], bool], on_tick=None) -> None:
-    """The same stages in a fixed order on one thread (deterministic for a seed)."""
+def run_lockstep(
+    system: System, should_stop: Callable[[], bool], on_tick=None, on_batch=None
+) -> None:
+    """The same stages in a fixed order on one thread (deterministic for a seed).
+
+    Actors take turns (``system.next_actor``); every ``items_per_batch`` chunks make a batch, which
+    is learned from and followed by the distill updates that the target DpRL asks for. The loop
+    position and the partial batch live on ``system`` so that a checkpoint taken in ``on_batch``
+    (called after each batch) resumes exactly.
+    """
     cfg = system.cfg
-    pending: list[Trajectory] = []
     while not should_stop():
-        for i in range(cfg.num_actors):
-            pending.append(system.run_runner(i, system.act(i)))
-            if len(pending) == cfg.items_per_batch:
-                batch = system.add_batch(pending)
-                pending = []
-                system.learn(batch)
-                if system.replay is not None:
-                    while system.distill_due():
-                        system.distill()
-            if on_tick is not None:
-                on_tick()
-            if should_stop():
-                return
+        i = system.next_actor
+        system.pending.append(system.run_runner(i, system.act(i)))
+        system.next_actor = (i + 1) % cfg.num_actors
+        if len(system.pending) == cfg.items_per_batch:
+            batch = system.add_batch(system.pending)
+            system.pending = []
+            system.learn(batch)
+            if system.replay is not None:
+                while system.distill_due():
+                    system.distill()
+            if on_batch is not None:
+                on_batch()
+        if on_tick is not None:
+            on_tick()
 
 
 class ThreadedRun:
@@ -400,6 +411,7 @@ def warm_up(system: System) -> None:
     _, target = system.runner_server.get()
     traj, _ = system.c.runner(target, carry_traj, system.runner_states[0])
     batch = concat_batches([traj] * cfg.items_per_batch) if cfg.items_per_batch > 1 else traj
+    system.templates = {"chunk": traj, "replay": batch._replace(learner_state=())}
     out = system.c.learner_update(system.learner_state, batch)
     jax.block_until_ready(out)
     if system.replay is not None:

@@ -1,0 +1,265 @@
+"""Checkpoints of a whole run (orbax) and exact resume.
+
+A checkpoint holds everything a run needs to continue: learner, target and actor params, both
+optimiser states, the V-MPO duals, PopArt statistics, step counters, every actor's environment
+states, recurrent states and RNG keys, the learner runner's per-stream memories, the replay
+buffer and its sampling RNG, the lockstep loop position and partial batch, the parameter
+versions, the episode statistics window, the wall-clock offset and the resolved config.
+
+Layout: ``<run_dir>/checkpoints/step_<learner updates>/`` with ``state/`` (an orbax
+``StandardCheckpointer`` tree: the flat list of arrays) and ``meta.json`` (counters, RNG states,
+shapes). A checkpoint is written to ``tmp-<step>-<pid>/`` and renamed into place only when
+complete, so a crash mid-write never damages an earlier checkpoint; the newest few are kept.
+``restore_latest`` tries the newest first and falls back, with a warning, when one is unreadable.
+
+Exactness: in ``mode=lockstep`` a resumed run is bit-identical to an uninterrupted one. In the
+threaded mode a checkpoint is a snapshot taken while threads run: chunks in the queues are not
+saved (a resumed run re-collects them) -- a documented approximation.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import shutil
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ald_jax.config import Config
+
+# Fields that may change when a run is resumed (budgets, logging); every other field must match.
+RESUMABLE_CHANGES = {
+    "total_env_steps",
+    "max_seconds",
+    "log_interval",
+    "eval_gif",
+    "on_nan",
+    "compile_cache",
+    "checkpoint_seconds",
+    "checkpoint_updates",
+    "checkpoint_keep",
+    "resume",
+    "run_dir",
+    "mode",
+}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written or used; the message says why."""
+
+
+def config_differences(saved: dict, cfg: Config) -> list[str]:
+    """Fields (other than budgets/logging) whose values differ between a run and its resume."""
+    now = cfg.to_dict()
+    return [
+        f"{k}: checkpoint has {saved.get(k)!r}, now {now[k]!r}"
+        for k in now
+        if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]
+    ]
+
+
+def _stack(items):
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *items)
+
+
+def _unstack(stacked, n: int):
+    return [jax.tree.map(lambda x, i=i: jnp.asarray(x[i]), stacked) for i in range(n)]
+
+
+def _state_tree(system, replay_items, pending) -> dict:
+    _, actor_params = system.actor_server.get()
+    _, runner_params = system.runner_server.get()
+    return {
+        "learner": system.learner_state,
+        "distill": system.distill_state if system.distill_state is not None else (),
+        "actor_params": actor_params,
+        "runner_params": runner_params,
+        "carries": [
+            c._replace(adapter=None) if hasattr(c, "adapter") else c for c in system.carries
+        ],
+        "runner_states": list(system.runner_states),
+        "replay": _stack(replay_items) if replay_items else (),
+        "pending": _stack(pending) if pending else (),
+    }
+
+
+def _target_tree(system, replay_count: int, pending_count: int) -> dict:
+    """The structure (and shapes) a checkpoint of this system must have."""
+    tile = lambda t, n: jax.tree.map(  # noqa: E731
+        lambda x: np.zeros((n, *np.shape(x)), np.asarray(x).dtype), t
+    )
+    replay = tile(system.templates["replay"], replay_count) if replay_count else ()
+    pending = tile(system.templates["chunk"], pending_count) if pending_count else ()
+    tree = _state_tree(system, [], [])
+    tree["replay"], tree["pending"] = replay, pending
+    return tree
+
+
+class Checkpointer:
+    """Writes and restores checkpoints under ``<run_dir>/checkpoints``."""
+
+    def __init__(self, run_dir: str, keep: int = 3):
+        import orbax.checkpoint as ocp
+
+        self.directory = os.path.join(run_dir, "checkpoints")
+        self.keep = keep
+        self._ocp = ocp
+        self.last_save_time = time.monotonic()
+
+    # ---- listing ----
+    def steps(self) -> list[int]:
+        """Committed checkpoints, oldest first."""
+        if not os.path.isdir(self.directory):
+            return []
+        out = []
+        for name in os.listdir(self.directory):
+            path = os.path.join(self.directory, name)
+            if name.startswith("step_") and os.path.exists(os.path.join(path, "meta.json")):
+                out.append(int(name[len("step_") :]))
+        return sorted(out)
+
+    def path(self, step: int) -> str:
+        return os.path.join(self.directory, f"step_{step:010d}")
+
+    # ---- saving ----
+    def save(self, system, wall_time: float) -> str:
+        """Writes a checkpoint of ``system`` now; returns its directory."""
+        replay_items, replay_meta = [], None
+        if system.replay is not None:
+            state = system.replay.state_dict()
+            replay_items = state["items"]
+            replay_meta = {"rng": state["rng"], "added": state["added"], "count": len(replay_items)}
+        pending = list(system.pending)
+        tree = _state_tree(system, replay_items, pending)
+        leaves = [np.asarray(x) for x in jax.tree.leaves(tree)]
+        with system.lock:
+            counters = dataclasses.asdict(system.counters)
+            episodes = list(system.episodes)
+        step = int(counters["learner_updates"])
+        meta = {
+            "step": step,
+            "env_steps": counters["env_steps"],
+            "wall_time": wall_time,
+            "counters": counters,
+            "episodes": episodes,
+            "replay": replay_meta,
+            "pending_count": len(pending),
+            "next_actor": system.next_actor,
+            "actor_version": system.actor_server.version,
+            "runner_version": system.runner_server.version,
+            "config": system.cfg.to_dict(),
+            "shapes": [list(x.shape) for x in leaves],
+            "dtypes": [str(x.dtype) for x in leaves],
+        }
+        final = self.path(step)
+        tmp = os.path.join(self.directory, f"tmp-{step}-{os.getpid()}")
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            ckpt = self._ocp.StandardCheckpointer()
+            ckpt.save(os.path.join(tmp, "state"), {"leaves": leaves})
+            ckpt.wait_until_finished()
+            _pause_for_tests()
+            with open(os.path.join(tmp, "meta.json"), "w") as f:
+                json.dump(meta, f)
+            if os.path.exists(final):  # same step saved again (e.g. at shutdown)
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CheckpointError(
+                f"cannot write a checkpoint to {self.directory!r}: {e.strerror or e} "
+                "(earlier checkpoints are untouched)"
+            ) from None
+        self.last_save_time = time.monotonic()
+        for old in self.steps()[: -self.keep]:
+            shutil.rmtree(self.path(old), ignore_errors=True)
+        return final
+
+    # ---- restoring ----
+    def restore_latest(self, system, log=print) -> dict | None:
+        """Restores the newest readable checkpoint into ``system``; returns its meta (or None if
+        there is none). Unreadable ones are skipped with a warning."""
+        for step in reversed(self.steps()):
+            try:
+                return self.restore(system, step)
+            except CheckpointError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any damage means: try the previous one
+                msg = f"checkpoint {self.path(step)} is unreadable ({type(e).__name__}: {e}); "
+                msg += "falling back to the previous one"
+                warnings.warn(msg, stacklevel=2)
+                log(f"[ald-jax] warning: {msg}")
+        return None
+
+    def restore(self, system, step: int) -> dict:
+        path = self.path(step)
+        with open(os.path.join(path, "meta.json")) as f:
+            meta = json.load(f)
+        diffs = config_differences(meta["config"], system.cfg)
+        if diffs:
+            raise CheckpointError(
+                "cannot resume: the config differs from the checkpoint's in " + "; ".join(diffs)
+            )
+        replay_meta = meta["replay"]
+        target = _target_tree(
+            system, replay_meta["count"] if replay_meta else 0, meta["pending_count"]
+        )
+        target_leaves, treedef = jax.tree.flatten(target)
+        shapes = [list(np.shape(x)) for x in target_leaves]
+        if shapes != meta["shapes"]:
+            raise CheckpointError(
+                f"cannot resume from {path}: its arrays do not fit this run's shapes "
+                f"({len(meta['shapes'])} saved vs {len(shapes)} expected leaves)"
+            )
+        restored = self._ocp.StandardCheckpointer().restore(os.path.join(path, "state"))
+        leaves = [jnp.asarray(x) for x in restored["leaves"]]
+        for got, want in zip(leaves, target_leaves, strict=True):
+            if got.shape != np.shape(want) or got.dtype != np.asarray(want).dtype:
+                raise ValueError(f"leaf {got.shape}/{got.dtype} != {np.shape(want)}")
+        tree = jax.tree.unflatten(treedef, leaves)
+        _apply(system, tree, meta)
+        return meta
+
+
+def _apply(system, tree: dict, meta: dict) -> None:
+    system.learner_state = tree["learner"]
+    if system.distill_state is not None:
+        system.distill_state = tree["distill"]
+    system.actor_server.publish(tree["actor_params"])
+    system.actor_server.version = meta["actor_version"]
+    system.runner_server.publish(tree["runner_params"])
+    system.runner_server.version = meta["runner_version"]
+    carries = []
+    for old, new in zip(system.carries, tree["carries"], strict=True):
+        carries.append(new._replace(adapter=old.adapter) if hasattr(old, "adapter") else new)
+    system.carries = carries
+    system.runner_states = list(tree["runner_states"])
+    if system.replay is not None and meta["replay"]:
+        r = meta["replay"]
+        system.replay.load_state_dict(
+            {"items": _unstack(tree["replay"], r["count"]), "rng": r["rng"], "added": r["added"]}
+        )
+    system.pending = (
+        _unstack(tree["pending"], meta["pending_count"]) if meta["pending_count"] else []
+    )
+    system.next_actor = meta["next_actor"]
+    with system.lock:
+        for k, v in meta["counters"].items():
+            setattr(system.counters, k, v)
+        system.episodes = collections.deque(
+            [tuple(e) for e in meta["episodes"]], maxlen=system.cfg.stats_window
+        )
+
+
+def _pause_for_tests() -> None:
+    """Tests set ALD_JAX_CHECKPOINT_PAUSE (seconds) to be able to kill a run mid-write."""
+    pause = float(os.environ.get("ALD_JAX_CHECKPOINT_PAUSE", "0") or 0)
+    if pause > 0:
+        time.sleep(pause)

@@ -1,0 +1,303 @@
+"""Runs that survive: kill -9 and resume is bit-identical (lockstep), a damaged checkpoint falls
+back to the previous one, resuming needs the optimiser state (negative control), incompatible
+configs and unwritable places are refused clearly, and nothing earlier is destroyed."""
+
+import glob
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from ald_jax.builder import build
+from ald_jax.checkpoint import Checkpointer, CheckpointError
+from ald_jax.config import Config, validate
+from ald_jax.runtime import System, run_lockstep, warm_up
+
+ARGS = [
+    "lstm_hidden=8",
+    "lstm_torso=8",
+    "gtrxl_layers=1",
+    "gtrxl_embed=16",
+    "gtrxl_heads=2",
+    "gtrxl_head_dim=8",
+    "gtrxl_memory=4",
+    "batch_size=8",
+    "unroll_length=4",
+    "num_actors=2",
+    "envs_per_actor=4",
+    "replay_capacity=4",
+    "dprl=2",
+    "num_distill=2",
+    "actor_period=2",
+    "target_period=2",
+    "eval_gif=false",
+    "mode=lockstep",
+    "checkpoint_updates=3",
+    "checkpoint_seconds=0",
+    "max_seconds=0",
+    "total_env_steps=6000",
+    "log_interval=0.5",
+]
+COMPARED = (
+    "loss/",
+    "vmpo/",
+    "distill/",
+    "popart/",
+    "env_steps",
+    "episodes",
+    "learner_updates",
+    "distill_updates",
+    "success_rate",
+    "episode_return",
+)
+
+
+def _cmd(run_dir, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "ald_jax.run",
+        "--exp",
+        "debug",
+        "--no-progress",
+        *ARGS,
+        *extra,
+        f"run_dir={run_dir}",
+    ]
+
+
+def _final_leaves(run_dir):
+    ck = Checkpointer(str(run_dir))
+    path = ck.path(ck.steps()[-1])
+    import orbax.checkpoint as ocp
+
+    return ocp.StandardCheckpointer().restore(os.path.join(path, "state"))["leaves"]
+
+
+def _compared(summary):
+    return {k: v for k, v in summary.items() if k.startswith(COMPARED)}
+
+
+@pytest.mark.slow
+def test_kill_9_at_five_random_points_then_resume_is_bit_identical(tmp_path):
+    ref_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
+    ref = subprocess.run(_cmd(ref_dir), capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+
+    rng = random.Random(0)
+    kills = ["time", "write", "time", "write", "time"]  # two of them during a checkpoint write
+    for how in kills:
+        resume = [f"resume={run_dir}"] if Checkpointer(str(run_dir)).steps() else []
+        env = {**os.environ, "ALD_JAX_CHECKPOINT_PAUSE": "2" if how == "write" else "0"}
+        proc = subprocess.Popen(
+            _cmd(run_dir, *resume),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for line in proc.stdout:  # wait for training to start (compiling is not interesting)
+            if "training (" in line:
+                break
+        if how == "write":  # kill while a checkpoint is half-written (tmp dir, not committed)
+            deadline = time.monotonic() + 60
+            while not glob.glob(str(run_dir / "checkpoints" / "tmp-*")):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+            time.sleep(0.5)
+        else:
+            time.sleep(rng.uniform(0.5, 4.0))
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert Checkpointer(str(run_dir)).steps(), "no checkpoint survived the kill"
+
+    final = subprocess.run(
+        _cmd(run_dir, f"resume={run_dir}"), capture_output=True, text=True, timeout=600
+    )
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert "resumed from learner update" in final.stdout
+
+    with open(ref_dir / "summary.json") as f:
+        ref_summary = json.load(f)
+    with open(run_dir / "summary.json") as f:
+        run_summary = json.load(f)
+    assert _compared(run_summary) == _compared(ref_summary)
+    for a, b in zip(_final_leaves(ref_dir), _final_leaves(run_dir), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # The log continues without duplicated rows.
+    with open(run_dir / "metrics.jsonl") as f:
+        steps = [json.loads(line)["env_steps"] for line in f]
+    assert steps == sorted(steps)
+
+
+TINY = dict(
+    env="imaze5",
+    lstm_hidden=8,
+    lstm_torso=8,
+    gtrxl_layers=1,
+    gtrxl_embed=16,
+    gtrxl_heads=2,
+    gtrxl_head_dim=8,
+    gtrxl_memory=4,
+    batch_size=8,
+    unroll_length=4,
+    num_actors=2,
+    envs_per_actor=4,
+    replay_capacity=4,
+    dprl=2.0,
+    num_distill=2,
+    actor_period=2,
+    target_period=2,
+    eval_gif=False,
+    mode="lockstep",
+)
+
+
+@pytest.fixture(scope="module")
+def comps():
+    return build(validate(Config(**TINY)))
+
+
+def _system(comps):
+    system = System(validate(Config(**TINY)), comps)
+    warm_up(system)
+    return system
+
+
+def _until(system, n):
+    return lambda: system.counters.env_steps >= n
+
+
+def _leaves(system):
+    return [np.asarray(x) for x in jax.tree.leaves((system.learner_state, system.distill_state))]
+
+
+def test_resume_needs_the_optimizer_state_negative_control(tmp_path, comps):
+    ref = _system(comps)
+    run_lockstep(ref, _until(ref, 800))
+
+    first = _system(comps)
+    ck = Checkpointer(str(tmp_path))
+    run_lockstep(first, _until(first, 400), on_batch=None)
+    ck.save(first, 1.0)
+
+    resumed = _system(comps)
+    ck.restore_latest(resumed)
+    run_lockstep(resumed, _until(resumed, 800))
+    for a, b in zip(_leaves(ref), _leaves(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    broken = _system(comps)
+    ck.restore_latest(broken)
+    fresh_opt = optax.adam(broken.cfg.learning_rate).init(
+        (broken.learner_state.params, broken.learner_state.duals)
+    )
+    broken.learner_state = broken.learner_state._replace(opt_state=fresh_opt)
+    run_lockstep(broken, _until(broken, 800))
+    differs = [not np.array_equal(a, b) for a, b in zip(_leaves(ref), _leaves(broken), strict=True)]
+    assert any(differs), "resuming without the optimizer state must not reproduce the run"
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, comps):
+    system = _system(comps)
+    ck = Checkpointer(str(tmp_path))
+    run_lockstep(system, _until(system, 200))
+    ck.save(system, 1.0)
+    older = system.counters.learner_updates
+    run_lockstep(system, _until(system, 400))
+    ck.save(system, 2.0)
+    assert ck.steps() == [older, system.counters.learner_updates]
+    for path in glob.glob(
+        os.path.join(ck.path(ck.steps()[-1]), "state", "**", "*"), recursive=True
+    ):
+        if os.path.isfile(path):
+            with open(path, "r+b") as f:
+                f.truncate(max(os.path.getsize(path) // 3, 1))
+    restored = _system(comps)
+    with pytest.warns(UserWarning, match="unreadable.*falling back"):
+        meta = ck.restore_latest(restored, log=lambda *_: None)
+    assert meta["step"] == older and restored.counters.learner_updates == older
+
+
+def test_full_disk_gives_a_clear_error_and_keeps_earlier_checkpoints(tmp_path, comps, monkeypatch):
+    system = _system(comps)
+    ck = Checkpointer(str(tmp_path))
+    run_lockstep(system, _until(system, 200))
+    first = ck.save(system, 1.0)
+    run_lockstep(system, _until(system, 400))
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ck._ocp.StandardCheckpointer, "save", no_space)
+    with pytest.raises(CheckpointError, match="No space left on device.*untouched"):
+        ck.save(system, 2.0)
+    assert ck.steps() == [int(os.path.basename(first)[len("step_") :])]
+    assert not glob.glob(os.path.join(ck.directory, "tmp-*"))
+    restored = _system(comps)
+    assert ck.restore_latest(restored)["step"] == ck.steps()[0]
+
+
+def test_cli_refuses_incompatible_resume_and_unwritable_run_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    short = [a for a in ARGS if not a.startswith("total_env_steps")] + ["total_env_steps=300"]
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ald_jax.run",
+            "--exp",
+            "debug",
+            "--no-progress",
+            *short,
+            f"run_dir={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    t0 = time.perf_counter()
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ald_jax.run",
+            "--exp",
+            "debug",
+            "--no-progress",
+            *short,
+            "gtrxl_layers=2",
+            f"resume={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "gtrxl_layers: checkpoint has 1, now 2" in bad.stderr
+    assert time.perf_counter() - t0 < 30
+    missing = subprocess.run(
+        [sys.executable, "-m", "ald_jax.run", "--exp", "debug", f"resume={tmp_path}/nothing"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2 and "no checkpoint there" in missing.stderr
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    unwritable = subprocess.run(
+        [sys.executable, "-m", "ald_jax.run", "--exp", "debug", f"run_dir={blocked}/run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert unwritable.returncode == 2 and "not writable" in unwritable.stderr
