@@ -47,6 +47,10 @@ RESUMABLE_CHANGES = {
     "resume",
     "run_dir",
     "mode",
+    "heartbeat_seconds",
+    "stall_seconds",
+    "on_actor_failure",
+    "max_actor_restarts",
 }
 
 

@@ -77,6 +77,11 @@ class Config:
     stats_window: int = 200  # episodes in the moving averages
     on_nan: str = "stop"
     compile_cache: bool = True
+    # --- supervision --------------------------------------------------------------------------
+    heartbeat_seconds: float = 1.0  # how often the monitor checks the threads
+    stall_seconds: float = 120.0  # a thread without a heartbeat this long is stuck: stop loudly
+    on_actor_failure: str = "restart"  # a crashed actor thread: restart it, or stop the run
+    max_actor_restarts: int = 3  # restarts allowed over the whole run before stopping
     # --- checkpoints ------------------------------------------------------------------------
     checkpoint_seconds: float = 600.0  # save at least this often (0 = only by updates/at the end)
     checkpoint_updates: int = 0  # also save every N learner updates (0 = off)
@@ -151,6 +156,9 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "log_interval": (lambda v: v > 0, "a number > 0"),
     "stats_window": (lambda v: v >= 1, "an integer >= 1"),
     "checkpoint_seconds": (lambda v: v >= 0, "a number >= 0 (0 = none by time)"),
+    "heartbeat_seconds": (lambda v: v > 0, "a number > 0"),
+    "stall_seconds": (lambda v: v > 0, "a number > 0"),
+    "max_actor_restarts": (lambda v: v >= 0, "an integer >= 0"),
     "checkpoint_updates": (lambda v: v >= 0, "an integer >= 0 (0 = none by updates)"),
     "checkpoint_keep": (lambda v: v >= 1, "an integer >= 1"),
 }
@@ -160,6 +168,7 @@ _CHOICES = {
     "profile": PROFILES,
     "vtrace": ("auto", "on", "off"),
     "on_nan": ON_NAN,
+    "on_actor_failure": ("restart", "stop"),
 }
 
 

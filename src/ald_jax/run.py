@@ -157,12 +157,16 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
         if cfg.mode == "lockstep":
             run_lockstep(system, budget_done, on_tick=tick, on_batch=on_batch)
         else:
-            threaded = ThreadedRun(system)
+            threaded = ThreadedRun(system, log=log)
             threaded.start()
+            next_check = time.monotonic()
             try:
                 while not budget_done() and not threaded.stop.is_set():
                     time.sleep(0.1)
                     tick()
+                    if time.monotonic() >= next_check:
+                        next_check = time.monotonic() + cfg.heartbeat_seconds
+                        threaded.supervise()
                     if checkpoint_due():
                         save_checkpoint()  # a snapshot while threads run (see checkpoint.py)
             finally:

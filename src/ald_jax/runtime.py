@@ -287,26 +287,39 @@ def run_lockstep(
 
 
 class ThreadedRun:
-    """Actor, runner, learner and distill threads joined by bounded queues.
+    """Actor, runner, learner and distill threads joined by bounded queues, under supervision.
 
-    A crash in any thread stops the run and is re-raised by ``join`` with its traceback; the
-    ``stop`` event ends every loop within one queue timeout (0.1 s) plus the call in progress.
+    Every loop beats a heartbeat at least every ``TIMEOUT`` seconds, also while it waits on a
+    queue. ``supervise()`` (called by the main thread) handles failures: a crashed actor thread is
+    restarted with fresh environments (``on_actor_failure=restart``, at most
+    ``max_actor_restarts`` times) or stops the run; a crash anywhere else, or a thread without a
+    heartbeat for ``stall_seconds``, stops the run loudly with the thread's traceback or name.
+    The ``stop`` event ends every loop within one ``TIMEOUT`` plus the call in progress.
     """
 
     TIMEOUT = 0.1
 
-    def __init__(self, system: System):
+    def __init__(self, system: System, log: Callable[[str], None] = print):
         cfg = system.cfg
         self.system = system
+        self.log = log
         self.stop = threading.Event()
         self.errors: list[tuple[str, str]] = []
+        self.actor_failures: queue.Queue = queue.Queue()
+        self.restarts = 0
+        self.heartbeats: dict[str, float] = {}
         self.items: queue.Queue = queue.Queue(maxsize=cfg.queue_capacity * cfg.items_per_batch)
         self.batches: queue.Queue = queue.Queue(maxsize=cfg.queue_capacity)
         self.threads: list[threading.Thread] = []
+        self._key = jax.random.PRNGKey(cfg.seed + 7919)
 
     # -- helpers --
+    def _beat(self) -> None:
+        self.heartbeats[threading.current_thread().name] = time.monotonic()
+
     def _put(self, q: queue.Queue, item) -> None:
         while not self.stop.is_set():
+            self._beat()
             try:
                 q.put(item, timeout=self.TIMEOUT)
                 return
@@ -316,33 +329,86 @@ class ThreadedRun:
 
     def _get(self, q: queue.Queue):
         while not self.stop.is_set():
+            self._beat()
             try:
                 return q.get(timeout=self.TIMEOUT)
             except queue.Empty:
                 continue
         raise Stop
 
-    def _guard(self, name: str, loop: Callable[[], None]) -> Callable[[], None]:
+    def _guard(self, name: str, loop: Callable[[], None], actor: int | None) -> Callable:
         def body():
             try:
                 loop()
             except Stop:
                 pass
             except BaseException:  # noqa: BLE001 - reported to the main thread
-                self.errors.append((name, traceback.format_exc()))
-                self.stop.set()
+                tb = traceback.format_exc()
+                if actor is not None and self.system.cfg.on_actor_failure == "restart":
+                    self.actor_failures.put((actor, name, tb))
+                else:
+                    self.errors.append((name, tb))
+                    self.stop.set()
 
         return body
+
+    def _spawn(self, name: str, loop: Callable[[], None], actor: int | None = None) -> None:
+        t = threading.Thread(target=self._guard(name, loop, actor), name=f"ald-{name}", daemon=True)
+        self.heartbeats[t.name] = time.monotonic()
+        self.threads.append(t)
+        t.start()
+
+    def supervise(self) -> None:
+        """Handles crashed and stuck threads (see the class docstring); raises if the run must
+        stop. Call it from the main thread about every ``heartbeat_seconds``."""
+        cfg = self.system.cfg
+        while not self.actor_failures.empty():
+            i, name, tb = self.actor_failures.get()
+            if self.restarts >= cfg.max_actor_restarts:
+                self.errors.append(
+                    (
+                        name,
+                        tb + f"\n(actor restarts exhausted: "
+                        f"{self.restarts}/{cfg.max_actor_restarts})",
+                    )
+                )
+                self.stop.set()
+                break
+            self.restarts += 1
+            last_line = tb.strip().splitlines()[-1]
+            self.log(
+                f"[ald-jax] {name} crashed ({last_line}); restarting it "
+                f"({self.restarts}/{cfg.max_actor_restarts})"
+            )
+            self._key, key = jax.random.split(self._key)
+            self.system.carries[i] = self.system.c.init_carry(key, cfg.envs_per_actor, i)
+            self.threads = [t for t in self.threads if t.name != name]
+            self._spawn(f"actor-{i}", lambda i=i: self._actor_loop(i), actor=i)
+        now = time.monotonic()
+        for t in self.threads:
+            beat = self.heartbeats.get(t.name, now)
+            if t.is_alive() and now - beat > cfg.stall_seconds and not self.stop.is_set():
+                self.errors.append(
+                    (
+                        t.name,
+                        f"no heartbeat for {now - beat:.0f}s "
+                        f"(stall_seconds={cfg.stall_seconds}): stuck",
+                    )
+                )
+                self.stop.set()
+        self.raise_errors()
 
     # -- loops --
     def _actor_loop(self, i: int) -> None:
         while not self.stop.is_set():
+            self._beat()
             self._put(self.items, (i, self.system.act(i)))
 
     def _runner_loop(self) -> None:
         pending = []
         while not self.stop.is_set():
             i, traj = self._get(self.items)
+            self._beat()
             pending.append(self.system.run_runner(i, traj))
             if len(pending) == self.system.cfg.items_per_batch:
                 batch = self.system.add_batch(pending)
@@ -358,11 +424,13 @@ class ThreadedRun:
             if s.replay is not None:  # hold DpRL: at most one update ahead of distillation
                 with s.progress:
                     while s.distill_due(slack_updates=1) and not self.stop.is_set():
+                        self._beat()
                         s.progress.wait(self.TIMEOUT)
             t2 = time.perf_counter()
             with s.lock:
                 s.counters.learner_wait_data += t1 - t0
                 s.counters.learner_wait_distill += t2 - t1
+            self._beat()
             s.learn(batch)
 
     def _distill_loop(self) -> None:
@@ -370,21 +438,21 @@ class ThreadedRun:
         while not self.stop.is_set():
             with s.progress:
                 while not (len(s.replay) and s.distill_due()) and not self.stop.is_set():
+                    self._beat()
                     s.progress.wait(self.TIMEOUT)
             if self.stop.is_set():
                 return
+            self._beat()
             s.distill()
 
     def start(self) -> None:
         s = self.system
-        loops = [(f"actor-{i}", lambda i=i: self._actor_loop(i)) for i in range(s.cfg.num_actors)]
-        loops += [("runner", self._runner_loop), ("learner", self._learner_loop)]
+        for i in range(s.cfg.num_actors):
+            self._spawn(f"actor-{i}", lambda i=i: self._actor_loop(i), actor=i)
+        self._spawn("runner", self._runner_loop)
+        self._spawn("learner", self._learner_loop)
         if s.replay is not None:
-            loops.append(("distill", self._distill_loop))
-        for name, loop in loops:
-            t = threading.Thread(target=self._guard(name, loop), name=f"ald-{name}", daemon=True)
-            self.threads.append(t)
-            t.start()
+            self._spawn("distill", self._distill_loop)
 
     def shutdown(self, timeout: float = 5.0) -> list[str]:
         """Stops every thread; returns the names of threads still alive after ``timeout``."""
@@ -397,7 +465,7 @@ class ThreadedRun:
     def raise_errors(self) -> None:
         if self.errors:
             name, tb = self.errors[0]
-            raise RuntimeError(f"thread {name!r} crashed:\n{tb}")
+            raise RuntimeError(f"thread {name!r} failed:\n{tb}")
 
 
 def warm_up(system: System) -> None:
