@@ -177,6 +177,7 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     except KeyboardInterrupt:
         interrupted = True
         log("\n[ald-jax] interrupted: stopping and writing what we have")
+        _ignore_further_interrupts()  # a second Ctrl-C must not lose the final checkpoint
     finally:
         tick(force=True)
         bar.close()
@@ -198,6 +199,14 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(row, f, indent=2)
     return row
+
+
+def _ignore_further_interrupts() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:
