@@ -31,7 +31,7 @@ from ald_jax.actors.envpool_actor import (
     init_envpool_carry,
     make_envpool_rollout,
 )
-from ald_jax.actors.rollout import init_actor_carry, make_rollout
+from ald_jax.actors.rollout import init_actor_carry, jit_rollout, make_rollout
 from ald_jax.config import Config
 from ald_jax.learners import (
     init_distill_state,
@@ -100,7 +100,7 @@ def build(cfg: Config) -> Components:
         def init_carry(key, num_envs, index):
             return init_envpool_carry(env, actor_net, key, num_envs, seed=cfg.seed * 1000 + index)
     else:
-        rollout = jax.jit(make_rollout(env, env_params, actor_net, cfg.unroll_length))
+        rollout = jit_rollout(make_rollout(env, env_params, actor_net, cfg.unroll_length))
 
         def init_carry(key, num_envs, index):
             return init_actor_carry(env, env_params, actor_net, key, num_envs)

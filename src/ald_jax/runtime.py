@@ -142,6 +142,7 @@ class System:
         t0 = time.perf_counter()
         _, target_params = self.runner_server.get()
         traj, self.runner_states[i] = self.c.runner(target_params, traj, self.runner_states[i])
+        jax.block_until_ready(traj.learner_value)  # honest busy time (dispatch is async)
         with self.lock:
             self.counters.runner_busy += time.perf_counter() - t0
         return traj

@@ -14,7 +14,7 @@ import time
 import jax
 
 import envs_jax
-from ald_jax.actors.rollout import init_actor_carry, make_rollout
+from ald_jax.actors.rollout import init_actor_carry, jit_rollout, make_rollout
 from ald_jax.networks import GTrXLNetwork, LSTMNetwork
 
 UNROLL = 20
@@ -25,7 +25,7 @@ def actor_sps(network, num_envs: int, repeats: int, calls: int) -> float:
     key = jax.random.PRNGKey(0)
     obs, _ = env.reset(key, params)
     net_params = network.init(key, obs)
-    rollout = jax.jit(make_rollout(env, params, network, UNROLL))
+    rollout = jit_rollout(make_rollout(env, params, network, UNROLL))
     carry = init_actor_carry(env, params, network, key, num_envs)
     carry, traj, _ = rollout(net_params, carry, 0)
     jax.block_until_ready(traj)
