@@ -20,32 +20,17 @@ from ald_jax.builder import build
 from ald_jax.checkpoint import Checkpointer, CheckpointError
 from ald_jax.config import Config, validate
 from ald_jax.runtime import System, run_lockstep, warm_up
+from tests.system.tiny import TINY as BASE
+from tests.system.tiny import as_args
 
-ARGS = [
-    "lstm_hidden=8",
-    "lstm_torso=8",
-    "gtrxl_layers=1",
-    "gtrxl_embed=16",
-    "gtrxl_heads=2",
-    "gtrxl_head_dim=8",
-    "gtrxl_memory=4",
-    "batch_size=8",
-    "unroll_length=4",
-    "num_actors=2",
-    "envs_per_actor=4",
-    "replay_capacity=4",
-    "dprl=2",
-    "num_distill=2",
-    "actor_period=2",
-    "target_period=2",
-    "eval_gif=false",
-    "mode=lockstep",
-    "checkpoint_updates=3",
-    "checkpoint_seconds=0",
-    "max_seconds=0",
-    "total_env_steps=6000",
-    "log_interval=0.5",
-]
+ARGS = as_args(
+    mode="lockstep",
+    checkpoint_updates=3,
+    checkpoint_seconds=0,
+    max_seconds=0,
+    total_env_steps=6000,
+    log_interval=0.5,
+)
 COMPARED = (
     "loss/",
     "vmpo/",
@@ -139,27 +124,7 @@ def test_kill_9_at_five_random_points_then_resume_is_bit_identical(tmp_path):
     assert steps == sorted(steps)
 
 
-TINY = dict(
-    env="imaze5",
-    lstm_hidden=8,
-    lstm_torso=8,
-    gtrxl_layers=1,
-    gtrxl_embed=16,
-    gtrxl_heads=2,
-    gtrxl_head_dim=8,
-    gtrxl_memory=4,
-    batch_size=8,
-    unroll_length=4,
-    num_actors=2,
-    envs_per_actor=4,
-    replay_capacity=4,
-    dprl=2.0,
-    num_distill=2,
-    actor_period=2,
-    target_period=2,
-    eval_gif=False,
-    mode="lockstep",
-)
+TINY = {**BASE, "mode": "lockstep"}
 
 
 @pytest.fixture(scope="module")

@@ -11,28 +11,9 @@ import pytest
 from ald_jax.builder import build
 from ald_jax.config import Config, validate
 from ald_jax.runtime import System, ThreadedRun, warm_up
+from tests.system.tiny import TINY as BASE
 
-TINY = dict(
-    env="imaze5",
-    lstm_hidden=8,
-    lstm_torso=8,
-    gtrxl_layers=1,
-    gtrxl_embed=16,
-    gtrxl_heads=2,
-    gtrxl_head_dim=8,
-    gtrxl_memory=4,
-    batch_size=8,
-    unroll_length=4,
-    num_actors=2,
-    envs_per_actor=4,
-    replay_capacity=4,
-    dprl=2.0,
-    num_distill=2,
-    actor_period=2,
-    target_period=2,
-    eval_gif=False,
-    heartbeat_seconds=0.5,
-)
+TINY = {**BASE, "heartbeat_seconds": 0.5}
 _COMPS = {}
 
 
