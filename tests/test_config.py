@@ -27,6 +27,7 @@ BAD_OVERRIDES = [
     ("env=imaze7", "imaze9"),
     ("num_actors=0", "num_actors=0"),
     ("envs_per_actor=0", "envs_per_actor=0"),
+    ("chunks_per_call=0", "chunks_per_call=0"),
     ("batch_size=10", "multiple of"),
     ("num_distill=0", "N_D"),
     ("distill_devices=0", "distill_devices=0"),

@@ -31,7 +31,12 @@ from ald_jax.actors.envpool_actor import (
     init_envpool_carry,
     make_envpool_rollout,
 )
-from ald_jax.actors.rollout import init_actor_carry, jit_rollout, make_rollout
+from ald_jax.actors.rollout import (
+    init_actor_carry,
+    jit_rollout,
+    make_chunked_rollout,
+    make_rollout,
+)
 from ald_jax.config import Config
 from ald_jax.learners import (
     init_distill_state,
@@ -54,7 +59,7 @@ class Components(NamedTuple):
     actor_net: Any
     learner_net: Any
     actor_params_of: Callable  # learner params -> actor params (baselines)
-    rollout: Callable  # (params, carry, version) -> (carry, traj, stats)
+    rollout: Callable  # (params, carry, version) -> (carry, trajs, stats), [chunks_per_call] first
     runner: Callable  # (target_params, traj, learner_state) -> (traj, next_state)
     learner_update: Callable
     distill_update: Callable | None
@@ -95,12 +100,18 @@ def build(cfg: Config) -> Components:
         obs_example, _ = env.reset(jax.random.PRNGKey(0), env_params)
     actor_net, learner_net = make_networks(cfg, env.num_actions)
     if env_params is None:
-        rollout = make_envpool_rollout(actor_net, env.num_actions, cfg.unroll_length)
+        rollout = make_envpool_rollout(
+            actor_net, env.num_actions, cfg.unroll_length, cfg.chunks_per_call
+        )
 
         def init_carry(key, num_envs, index):
             return init_envpool_carry(env, actor_net, key, num_envs, seed=cfg.seed * 1000 + index)
     else:
-        rollout = jit_rollout(make_rollout(env, env_params, actor_net, cfg.unroll_length))
+        rollout = jit_rollout(
+            make_chunked_rollout(
+                make_rollout(env, env_params, actor_net, cfg.unroll_length), cfg.chunks_per_call
+            )
+        )
 
         def init_carry(key, num_envs, index):
             return init_actor_carry(env, env_params, actor_net, key, num_envs)

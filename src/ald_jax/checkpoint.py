@@ -47,6 +47,7 @@ RESUMABLE_CHANGES = {
     "resume",
     "run_dir",
     "mode",
+    "chunks_per_call",
     "heartbeat_seconds",
     "stall_seconds",
     "on_actor_failure",

@@ -71,6 +71,7 @@ class Config:
     # --- runtime ----------------------------------------------------------------------------
     num_actors: int = 2  # N_A actor threads
     envs_per_actor: int = 32
+    chunks_per_call: int = 8  # T_U chunks an actor collects per jitted call (params refresh between)
     queue_capacity: int = 4  # batches waiting for the learner runner
     log_interval: float = 5.0  # seconds between metric rows
     eval_gif: bool = True
@@ -152,6 +153,7 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "replay_capacity": (lambda v: v >= 1, "an integer >= 1"),
     "num_actors": (lambda v: v >= 1, "an integer >= 1 (N_A)"),
     "envs_per_actor": (lambda v: v >= 1, "an integer >= 1"),
+    "chunks_per_call": (lambda v: 1 <= v <= 1024, "an integer in [1, 1024]"),
     "queue_capacity": (lambda v: v >= 1, "an integer >= 1"),
     "log_interval": (lambda v: v > 0, "a number > 0"),
     "stats_window": (lambda v: v >= 1, "an integer >= 1"),

@@ -228,3 +228,55 @@ def test_nan_in_a_batch_stops_the_run_naming_it_or_is_skipped(on_nan):
         row = system.snapshot(1.0)
         assert row["skipped_updates"] == 1
         assert row["learner_updates"] == len(calls) - 1
+
+
+def test_several_chunks_per_call_equal_the_same_chunks_one_call_at_a_time():
+    """``make_chunked_rollout`` (K chunks in one jitted scan, as actors run) against K chained
+    calls of the single-chunk rollout, then split as ``System.act`` splits them."""
+    import envs_jax
+    from ald_jax.actors.rollout import init_actor_carry, make_chunked_rollout, make_rollout
+    from ald_jax.networks import LSTMNetwork
+    from ald_jax.runtime import split_chunks
+
+    env, env_params = envs_jax.make("imaze5")
+    net = LSTMNetwork(num_actions=env.num_actions, hidden_size=8, torso_sizes=(8,))
+    key = jax.random.PRNGKey(3)
+    obs, _ = env.reset(key, env_params)
+    params = net.init(key, obs)
+    one = jax.jit(make_rollout(env, env_params, net, 5))
+    many = jax.jit(make_chunked_rollout(make_rollout(env, env_params, net, 5), 3))
+    carry0 = init_actor_carry(env, env_params, net, key, 4)
+
+    carry, expected, expected_stats = carry0, [], []
+    for _ in range(3):
+        carry, traj, stats = one(params, carry, 7)
+        expected.append(traj)
+        expected_stats.append(stats)
+    many_carry, trajs, stats = many(params, carry0, 7)
+    chunks = split_chunks(jax.tree.map(np.asarray, trajs))
+
+    assert len(chunks) == 3
+    for got, want in zip(chunks, expected, strict=True):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_array_equal(a, np.asarray(b))
+    for k, want in enumerate(expected_stats):
+        for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(want), strict=True):
+            np.testing.assert_array_equal(np.asarray(a)[k], np.asarray(b))
+    for a, b in zip(jax.tree.leaves(many_carry), jax.tree.leaves(carry), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # consecutive chunks join up: the last observation of one is the first of the next
+    np.testing.assert_array_equal(chunks[0].obs[-1], chunks[1].obs[0])
+
+
+def test_lockstep_with_several_chunks_per_call_runs_every_chunk_through_the_learner():
+    system = _system(mode="lockstep", chunks_per_call=3)
+    run_lockstep(system, _steps_budget(system, 400))
+    c = system.counters
+    chunk_steps = TINY["unroll_length"] * TINY["envs_per_actor"]
+    per_batch = TINY["batch_size"] * TINY["unroll_length"]
+    # every collected step is in a learner batch or in the partial batch still being assembled
+    assert c.env_steps == c.learner_updates * per_batch + len(system.pending) * chunk_steps
+    assert c.env_steps % (3 * chunk_steps) == 0  # whole calls of 3 chunks
+    # actors still take turns, one call each
+    assert c.actor_env_steps[0] - c.actor_env_steps[1] in (0, 3 * chunk_steps)
+    assert system.counters.distill_agent_steps >= system.cfg.dprl * c.learner_agent_steps

@@ -60,8 +60,12 @@ def init_envpool_carry(spec: EnvpoolSpec, network: Any, key: jax.Array, num_envs
     )
 
 
-def make_envpool_rollout(network: Any, num_actions: int, unroll_length: int):
-    """Builds ``rollout(params, carry, version) -> (carry, trajectory, stats)`` for envpool."""
+def make_envpool_rollout(network: Any, num_actions: int, unroll_length: int, chunks: int = 1):
+    """Builds ``rollout(params, carry, version) -> (carry, trajectories, stats)`` for envpool.
+
+    Like ``make_chunked_rollout``: ``chunks`` consecutive chunks, leaves stacked on a leading
+    ``[chunks]`` axis.
+    """
 
     @jax.jit
     def policy_step(params, obs, state, first, noise):
@@ -132,4 +136,12 @@ def make_envpool_rollout(network: Any, num_actions: int, unroll_length: int):
         )
         return EnvpoolCarry(carry.adapter, obs, first, net_state, key), traj, stats
 
-    return rollout
+    def many(params: PyTree, carry: EnvpoolCarry, version: int):
+        out = []
+        for _ in range(chunks):
+            carry, traj, stats = rollout(params, carry, version)
+            out.append((traj, stats))
+        trajectories, stats = jax.tree.map(lambda *xs: np.stack(xs), *out)
+        return carry, trajectories, stats
+
+    return many

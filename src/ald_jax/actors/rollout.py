@@ -21,6 +21,9 @@ from ald_jax.types import PyTree, Trajectory
 # Eigen only adds thread-pool hand-offs (measured +11% env-steps/s for an LSTM-32 actor). Per-jit,
 # so the learner's large matmuls keep their threads.
 ACTOR_COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False}
+# Two acting steps per loop iteration: fewer loop round trips, and XLA fuses across the pair
+# (measured +5% env-steps/s with 16 streams, +20% with one; 4 was slower).
+SCAN_UNROLL = 2
 
 
 def jit_rollout(rollout: Callable) -> Callable:
@@ -68,6 +71,27 @@ def init_actor_carry(env: Any, env_params: Any, network: Any, key: chex.Array, n
         net_state=network.initial_state(num_envs),
         key=key,
     )
+
+
+def make_chunked_rollout(rollout: Callable, chunks: int) -> Callable:
+    """``rollout`` run ``chunks`` times back to back inside one (jittable) call.
+
+    Returns ``many(params, carry, version) -> (carry, trajectories, stats)`` whose trajectory and
+    stats leaves carry a leading ``[chunks]`` axis: ``chunks`` consecutive ``T_U`` chunks of the
+    same streams, each a complete trajectory of its own (``ald_jax.runtime.split_chunks`` takes
+    them apart). One call per several chunks spreads a jitted call's fixed cost (~0.1 ms on CPU)
+    over more steps: the actor's parameters are then refreshed every ``chunks`` chunks.
+    """
+
+    def many(params: PyTree, carry: ActorCarry, version: chex.Array):
+        def body(carry, _):
+            carry, trajectory, stats = rollout(params, carry, version)
+            return carry, (trajectory, stats)
+
+        carry, (trajectories, stats) = jax.lax.scan(body, carry, None, length=chunks)
+        return carry, trajectories, stats
+
+    return many
 
 
 def make_rollout(
@@ -128,7 +152,9 @@ def make_rollout(
             return (env_state, next_obs, done, net_state), record
 
         init = (carry.env_state, carry.obs, carry.first, carry.net_state)
-        (env_state, obs, first, net_state), record = jax.lax.scan(step, init, (env_keys, gumbel))
+        (env_state, obs, first, net_state), record = jax.lax.scan(
+            step, init, (env_keys, gumbel), unroll=SCAN_UNROLL
+        )
         env_states, obs_seq, first_seq, action, reward, discount, logits, stats = record
         trajectory = Trajectory(
             obs=jnp.concatenate([obs_seq, obs[None]], axis=0),
