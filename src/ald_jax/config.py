@@ -71,7 +71,7 @@ class Config:
     # --- runtime ----------------------------------------------------------------------------
     num_actors: int = 2  # N_A actor threads
     envs_per_actor: int = 32
-    chunks_per_call: int = 8  # T_U chunks an actor collects per jitted call (params refresh between)
+    chunks_per_call: int = 8  # T_U chunks per actor call; actor params refresh between calls
     queue_capacity: int = 4  # batches waiting for the learner runner
     log_interval: float = 5.0  # seconds between metric rows
     eval_gif: bool = True

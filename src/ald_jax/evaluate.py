@@ -14,9 +14,7 @@ def play_episode(env, env_params, network, params, key, max_steps: int = 1000):
     Returns ``(env_states, episode_return, success, length)`` with the per-step states as a list
     of single-environment state pytrees (for rendering).
     """
-    rollout = jit_rollout(
-        make_rollout(env, env_params, network, max_steps, return_env_states=True)
-    )
+    rollout = jit_rollout(make_rollout(env, env_params, network, max_steps, return_env_states=True))
     carry = init_actor_carry(env, env_params, network, key, 1)
     _, _, stats, env_states = rollout(params, carry, 0)
     done = np.asarray(stats.done)[:, 0]

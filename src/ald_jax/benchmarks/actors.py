@@ -5,8 +5,9 @@ steps in one ``lax.scan``; the run's default) followed by the copy of the chunks
 records to the host, which an actor does before handing the chunks on.
 
 ``actor_sps.lstm32_1env``, ``actor_sps.lstm32_16env``, ``actor_sps.lstm32_32env``,
-``actor_sps.lstm32_64env``: LSTM-32 actor with 1, 16, 32 and 64 env streams; ``actor_sps.gtrxl2_1env``, ``actor_sps.gtrxl4_1env``: the GTrXL
-actor (cached incremental step, memory 64) with one stream. ``actor_sps.lstm32_1env_1chunk`` and
+``actor_sps.lstm32_64env``: LSTM-32 actor with 1, 16, 32 and 64 env streams;
+``actor_sps.gtrxl2_1env``, ``actor_sps.gtrxl4_1env``: the GTrXL actor (cached incremental step,
+memory 64) with one stream. ``actor_sps.lstm32_1env_1chunk`` and
 ``actor_sps.lstm32_16env_1chunk``: one chunk per call, for comparison.
 """
 
