@@ -4,8 +4,9 @@
         --budget 5000000 [--sweep dprl=1,3,10,30] [--set key=value ...] [--parallel 1]
 
 Each run is ``python -m ald_jax.run`` in its own directory
-``<out>/<exp>/<method>[-<key><value>]-s<seed>``; a run whose ``summary.json`` exists is skipped,
-so an interrupted comparison resumes where it stopped. Afterwards ``experiments.plots`` draws
+``<out>/<exp>/<method>[-<key><value>]-s<seed>``, seed by seed; a run whose ``summary.json``
+exists is skipped and an interrupted run continues from its last checkpoint, so an interrupted
+comparison resumes where it stopped. Afterwards ``experiments.plots`` draws
 success (and return) against env steps and wall-clock, per-seed curves, the speed table of the
 paper's Fig. 1 and ``results.md``, all from the runs' ``metrics.csv``.
 """
@@ -31,9 +32,9 @@ def plan(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[str, list
     """(run_dir, overrides) for every run of the comparison."""
     key, values = sweep if sweep else (None, [None])
     runs = []
-    for method in methods:
-        for value in values:
-            for seed in range(seeds):
+    for seed in range(seeds):  # seed-major: a comparison cut short still has whole seeds
+        for method in methods:
+            for value in values:
                 name = run_name(method, seed, (key, value) if key else None)
                 overrides = [f"method={method}", f"seed={seed}"]
                 if key:
@@ -62,7 +63,12 @@ def execute(
     ]
     if budget:
         args.append(f"total_env_steps={budget}")
-    if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):  # an interrupted earlier try
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    if os.path.isdir(checkpoints) and any(n.startswith("step_") for n in os.listdir(checkpoints)):
+        # an interrupted earlier try that left a checkpoint: continue it
+        log(f"[compare] resuming {run_dir}")
+        args.append(f"resume={run_dir}")
+    elif os.path.exists(os.path.join(run_dir, "metrics.jsonl")):  # interrupted before a save
         os.replace(
             os.path.join(run_dir, "metrics.jsonl"),
             os.path.join(run_dir, f"metrics.jsonl.partial-{int(time.time())}"),
@@ -72,7 +78,7 @@ def execute(
                 os.remove(os.path.join(run_dir, stale))
     os.makedirs(run_dir, exist_ok=True)
     log(f"[compare] running {run_dir}")
-    with open(os.path.join(run_dir, "stdout.log"), "w") as f:
+    with open(os.path.join(run_dir, "stdout.log"), "a") as f:
         return subprocess.run(args, stdout=f, stderr=subprocess.STDOUT).returncode
 
 

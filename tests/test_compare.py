@@ -113,3 +113,27 @@ def test_summary_numbers_from_hand_made_logs(tmp_path):
     assert row["wall_to_90_median_s"] == 5.0  # median of 2 and 8
     assert row["learner_sps"] == (30 + 10 + 10) / 3
     assert row["dprl_achieved"] == (7 + 9 + 5) / 3
+
+
+def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
+    """``execute`` adds ``resume=`` for a run that left a checkpoint, and starts afresh (old log
+    kept aside) for one that left only metrics."""
+    from experiments import compare
+
+    calls = []
+    monkeypatch.setattr(
+        compare.subprocess,
+        "run",
+        lambda args, **kw: calls.append(args) or subprocess.CompletedProcess(args, 0),
+    )
+    with_ckpt = tmp_path / "a"
+    (with_ckpt / "checkpoints" / "step_12").mkdir(parents=True)
+    only_log = tmp_path / "b"
+    only_log.mkdir()
+    (only_log / "metrics.jsonl").write_text("{}\n")
+    compare.execute("debug", str(with_ckpt), ["seed=0"], 1000, [], lambda _: None)
+    compare.execute("debug", str(only_log), ["seed=0"], 1000, [], lambda _: None)
+    assert f"resume={with_ckpt}" in calls[0]
+    assert not any(a.startswith("resume=") for a in calls[1])
+    assert not (only_log / "metrics.jsonl").exists()
+    assert any(p.name.startswith("metrics.jsonl.partial-") for p in only_log.iterdir())

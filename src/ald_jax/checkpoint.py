@@ -37,6 +37,7 @@ from ald_jax.config import Config
 RESUMABLE_CHANGES = {
     "total_env_steps",
     "max_seconds",
+    "stop_at_success",
     "log_interval",
     "eval_gif",
     "on_nan",

@@ -33,6 +33,8 @@ class Config:
     seed: int = 0
     total_env_steps: int = 200_000
     max_seconds: float = 0.0  # wall-clock budget; 0 = none
+    # stop early once the success rate over the last stats_window episodes reaches this; 0 = off
+    stop_at_success: float = 0.0
     mode: str = "threaded"
     profile: str = "laptop"
     run_dir: str = ""  # default: runs/<exp>-<method>-s<seed>-<time>
@@ -120,6 +122,7 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "seed": (lambda v: v >= 0, "an integer >= 0"),
     "total_env_steps": (lambda v: v > 0, "an integer > 0"),
     "max_seconds": (lambda v: v >= 0, "a number >= 0 (0 = no limit)"),
+    "stop_at_success": (lambda v: 0 <= v <= 1, "a number in [0, 1] (0 = off)"),
     "lstm_hidden": (lambda v: 1 <= v <= 4096, "an integer in [1, 4096]"),
     "lstm_torso": (lambda v: 1 <= v <= 4096, "an integer in [1, 4096]"),
     "gtrxl_layers": (lambda v: 1 <= v <= 48, "an integer in [1, 48]"),

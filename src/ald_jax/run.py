@@ -132,9 +132,20 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     row: dict = {}
     bar = tqdm(total=cfg.total_env_steps, unit="step", disable=not progress, dynamic_ncols=True)
 
+    def solved() -> bool:
+        """Success over a full window of ``stats_window`` episodes reached ``stop_at_success``."""
+        if cfg.stop_at_success <= 0:
+            return False
+        with system.lock:
+            successes = [s for _, s, _ in system.episodes]
+        return (
+            len(successes) == cfg.stats_window
+            and sum(successes) / len(successes) >= cfg.stop_at_success
+        )
+
     def budget_done() -> bool:
         over_time = cfg.max_seconds > 0 and time.perf_counter() - start >= cfg.max_seconds
-        return system.counters.env_steps >= cfg.total_env_steps or over_time
+        return system.counters.env_steps >= cfg.total_env_steps or over_time or solved()
 
     def tick(force: bool = False) -> None:
         nonlocal row

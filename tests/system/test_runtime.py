@@ -280,3 +280,19 @@ def test_lockstep_with_several_chunks_per_call_runs_every_chunk_through_the_lear
     # actors still take turns, one call each
     assert c.actor_env_steps[0] - c.actor_env_steps[1] in (0, 3 * chunk_steps)
     assert system.counters.distill_agent_steps >= system.cfg.dprl * c.learner_agent_steps
+
+
+def test_stop_at_success_ends_the_run_once_a_full_window_reaches_it(tmp_path):
+    """A random tiny policy wins some imaze5 episodes: a low target stops the run early with the
+    target met over a full window; without it the same run goes to its step budget."""
+    from ald_jax.run import train
+
+    common = {**TINY, "mode": "lockstep", "stats_window": 20, "total_env_steps": 20_000}
+    early = train(
+        validate(Config(**common, stop_at_success=0.05, run_dir=str(tmp_path / "a"))),
+        progress=False,
+    )
+    assert early["env_steps"] < 20_000
+    assert early["success_rate"] >= 0.05 and early["episodes"] >= 20
+    full = train(validate(Config(**common, run_dir=str(tmp_path / "b"))), progress=False)
+    assert full["env_steps"] >= 20_000
