@@ -113,7 +113,8 @@ class Checkpointer:
     def __init__(self, run_dir: str, keep: int = 3):
         import orbax.checkpoint as ocp
 
-        self.directory = os.path.join(run_dir, "checkpoints")
+        # orbax wants absolute paths; a relative run_dir (the default runs/...) is made absolute
+        self.directory = os.path.abspath(os.path.join(run_dir, "checkpoints"))
         self.keep = keep
         self._ocp = ocp
         self.last_save_time = time.monotonic()

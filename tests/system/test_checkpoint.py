@@ -266,3 +266,16 @@ def test_cli_refuses_incompatible_resume_and_unwritable_run_dir(tmp_path):
         timeout=120,
     )
     assert unwritable.returncode == 2 and "not writable" in unwritable.stderr
+
+
+def test_a_relative_run_dir_saves_and_restores(tmp_path, comps, monkeypatch):
+    """The default run directory (``runs/...``) is relative; orbax needs absolute paths."""
+    monkeypatch.chdir(tmp_path)
+    system = _system(comps)
+    run_lockstep(system, _until(system, 200))
+    ck = Checkpointer(os.path.join("runs", "rel"))
+    ck.save(system, 1.0)
+    restored = _system(comps)
+    meta = Checkpointer(os.path.join("runs", "rel")).restore_latest(restored)
+    assert meta["step"] == system.counters.learner_updates > 0
+    assert os.path.isdir(tmp_path / "runs" / "rel" / "checkpoints")
