@@ -7,7 +7,7 @@ EXP    ?= debug
 ARGS   ?=
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: venv run test test-fast bench lint format clean compare
+.PHONY: venv run test test-fast bench lint format clean compare paper
 
 venv: $(STAMP)
 
@@ -48,3 +48,7 @@ SWEEP   ?=
 compare: $(STAMP)
 	$(PY) -m experiments.compare --exp $(EXP) --methods $(METHODS) --seeds $(SEEDS) \
 		$(if $(BUDGET),--budget $(BUDGET)) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(ARGS),--set $(ARGS))
+
+# Every comparison of docs/results.md, resumable (hours on a 2-core CPU).
+paper: $(STAMP)
+	PY=$(PY) bash experiments/paper.sh

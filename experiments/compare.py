@@ -14,6 +14,7 @@ paper's Fig. 1 and ``results.md``, all from the runs' ``metrics.csv``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -43,10 +44,19 @@ def plan(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[str, list
     return runs
 
 
+def finished(run_dir: str) -> bool:
+    """The run ended by its budget (a Ctrl-C'd run also writes a summary, marked interrupted)."""
+    path = os.path.join(run_dir, "summary.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return not json.load(f).get("interrupted", False)
+
+
 def execute(
     exp: str, run_dir: str, overrides: list[str], budget: int | None, extra: list[str], log
 ) -> int:
-    if os.path.exists(os.path.join(run_dir, "summary.json")):
+    if finished(run_dir):
         log(f"[compare] done already, skipping {run_dir}")
         return 0
     args = [

@@ -145,13 +145,13 @@ def summary_rows(runs) -> list[dict]:
             "reached_90": sum(not math.isnan(s) for s in steps),
             "steps_to_90_median": _nanmedian(steps),
             "wall_to_90_median_s": _nanmedian(walls),
-            "final_success": float(
+            "final_success_mean": float(
                 np.mean(
                     [c["success_rate"][-1] for c in seeds.values() if "success_rate" in c]
                     or [math.nan]
                 )
             ),
-            "final_env_steps": float(np.mean([c["env_steps"][-1] for c in seeds.values()])),
+            "final_env_steps_mean": float(np.mean([c["env_steps"][-1] for c in seeds.values()])),
         }
         for k, _ in SPEED_COLUMNS:
             row[k] = float(np.mean([r[k] for r in last if k in r] or [math.nan]))

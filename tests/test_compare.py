@@ -116,8 +116,9 @@ def test_summary_numbers_from_hand_made_logs(tmp_path):
 
 
 def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
-    """``execute`` adds ``resume=`` for a run that left a checkpoint, and starts afresh (old log
-    kept aside) for one that left only metrics."""
+    """``execute`` adds ``resume=`` for a run that left a checkpoint (also a Ctrl-C'd one, whose
+    summary says so), starts afresh (old log kept aside) for one that left only metrics, and
+    skips a finished one."""
     from experiments import compare
 
     calls = []
@@ -128,6 +129,7 @@ def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch)
     )
     with_ckpt = tmp_path / "a"
     (with_ckpt / "checkpoints" / "step_12").mkdir(parents=True)
+    (with_ckpt / "summary.json").write_text('{"env_steps": 5, "interrupted": true}')  # Ctrl-C
     only_log = tmp_path / "b"
     only_log.mkdir()
     (only_log / "metrics.jsonl").write_text("{}\n")
@@ -137,3 +139,8 @@ def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch)
     assert not any(a.startswith("resume=") for a in calls[1])
     assert not (only_log / "metrics.jsonl").exists()
     assert any(p.name.startswith("metrics.jsonl.partial-") for p in only_log.iterdir())
+    done = tmp_path / "c"
+    done.mkdir()
+    (done / "summary.json").write_text('{"env_steps": 5, "interrupted": false}')
+    compare.execute("debug", str(done), ["seed=0"], 1000, [], lambda _: None)
+    assert len(calls) == 2

@@ -208,7 +208,7 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
         )
     )
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
-        json.dump(row, f, indent=2)
+        json.dump({**row, "interrupted": interrupted}, f, indent=2)
     return row
 
 

@@ -1,6 +1,7 @@
 """The runtime: lockstep is deterministic, threads stop cleanly, crashes surface, every method
 runs on the same stages, and the CLI refuses bad input before compiling."""
 
+import json
 import subprocess
 import sys
 import threading
@@ -200,7 +201,7 @@ def test_ctrl_c_stops_a_threaded_run_within_seconds_and_keeps_its_logs(tmp_path)
     assert proc.returncode == 0, text
     assert "interrupted" in text and "still running" not in text
     assert (run_dir / "config.json").exists() and (run_dir / "metrics.csv").exists()
-    assert (run_dir / "summary.json").exists()
+    assert json.loads((run_dir / "summary.json").read_text())["interrupted"] is True
 
 
 @pytest.mark.parametrize("on_nan", ["stop", "skip"])

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every comparison of docs/results.md (issue 5), in order of importance; resumable: run it again
+# and finished runs are skipped, interrupted ones continue from their last checkpoint.
+#   make paper            (or: bash experiments/paper.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+SET="stop_at_success=0.95 checkpoint_seconds=120 log_interval=1"
+compare() { "$PY" -m experiments.compare "$@" --set $SET; }
+
+# imaze9, the four methods x 3 seeds (Figs. 1 and 4). The LSTM needs more env steps.
+compare --exp imaze9 --methods lstm --seeds 3 --budget 15000000
+compare --exp imaze9 --methods ald,gtrxl,asymm_ac --seeds 3 --budget 5000000
+# Ablations on imaze9, one seed each (Figs. 3 and 6).
+compare --exp imaze9 --methods ald --seeds 1 --budget 5000000 --sweep dprl=1,3,10,30 \
+  --out results/ablation_dprl
+compare --exp imaze9 --methods ald --seeds 1 --budget 5000000 --sweep alpha_v=0,0.1,1 \
+  --out results/ablation_alpha_v
+# Meta-Fetch with 4 objects (Fig. 5).
+compare --exp metafetch4 --methods ald,lstm --seeds 1 --budget 20000000
