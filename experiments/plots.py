@@ -3,7 +3,8 @@
 ``make_all(exp_dir)`` writes, next to the runs:
 
 * ``success_vs_steps.png`` and ``success_vs_wallclock.png`` (Figs. 1, 4): mean over seeds with a
-  95% confidence band (seeds interpolated onto a common grid up to the shortest seed's end);
+  95% confidence band (seeds interpolated onto a common grid up to the longest seed's end; a
+  seed that ended earlier, e.g. stopped by ``stop_at_success``, holds its last value);
 * ``return_vs_steps.png`` and ``return_vs_wallclock.png`` (Fig. 5, Meta-Fetch);
 * ``success_per_seed.png`` (Figs. 6 centre, 9): every seed's curve;
 * ``speed_table.png`` (Fig. 1 right): actor SPS per thread, learner SPS, learner idle %, DpRL;
@@ -69,11 +70,12 @@ def first_reaching(cols: dict[str, np.ndarray], key: str, level: float, x: str) 
 
 
 def mean_band(seeds: list[dict[str, np.ndarray]], x: str, y: str, points: int = 100):
-    """Common grid, mean and 95% CI half-width over seeds (linear interpolation)."""
+    """Common grid, mean and 95% CI half-width over seeds (linear interpolation; past its last
+    row a seed holds its last value)."""
     usable = [s for s in seeds if y in s and len(s[x]) > 1]
     if not usable:
         return None
-    end = min(float(np.nanmax(s[x])) for s in usable)
+    end = max(float(np.nanmax(s[x])) for s in usable)
     grid = np.linspace(0.0, end, points)
     curves = []
     for s in usable:
