@@ -48,10 +48,17 @@ def read_metrics(path: str) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in cols.items()}
 
 
+def natural_key(name: str) -> list:
+    """Sort key that orders numbers by value: ``ald-dprl3`` before ``ald-dprl10``."""
+    parts = re.split(r"(\d+(?:\.\d+)?)", name)
+    return [float(p) if i % 2 else p for i, p in enumerate(parts)]
+
+
 def load_runs(exp_dir: str) -> dict[str, dict[int, dict[str, np.ndarray]]]:
-    """``{group: {seed: columns}}`` for every ``<group>-s<seed>/metrics.csv`` under exp_dir."""
+    """``{group: {seed: columns}}`` for every ``<group>-s<seed>/metrics.csv`` under exp_dir,
+    groups in natural order (a sweep's values ascending)."""
     runs: dict[str, dict[int, dict]] = defaultdict(dict)
-    for name in sorted(os.listdir(exp_dir)):
+    for name in sorted(os.listdir(exp_dir), key=natural_key):
         m = SEED_SUFFIX.match(name)
         path = os.path.join(exp_dir, name, "metrics.csv")
         if m and os.path.exists(path):

@@ -144,3 +144,11 @@ def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch)
     (done / "summary.json").write_text('{"env_steps": 5, "interrupted": false}')
     compare.execute("debug", str(done), ["seed=0"], 1000, [], lambda _: None)
     assert len(calls) == 2
+
+
+def test_sweep_runs_are_listed_by_value_not_by_text(tmp_path):
+    """A sweep's rows and legend go 1, 3, 10, 30 (text order would put 10 before 3)."""
+    for name in ("ald-dprl30-s0", "ald-dprl10-s0", "ald-dprl3-s0", "ald-dprl1-s0"):
+        os.makedirs(tmp_path / name)
+        (tmp_path / name / "metrics.csv").write_text("env_steps,success_rate\n1,0.5\n")
+    assert list(load_runs(str(tmp_path))) == ["ald-dprl1", "ald-dprl3", "ald-dprl10", "ald-dprl30"]

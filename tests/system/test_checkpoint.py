@@ -45,18 +45,13 @@ COMPARED = (
 )
 
 
+def _cli(*args):
+    """The command line of ``ald_jax.run`` on the debug experiment."""
+    return [sys.executable, "-m", "ald_jax.run", "--exp", "debug", *args]
+
+
 def _cmd(run_dir, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "ald_jax.run",
-        "--exp",
-        "debug",
-        "--no-progress",
-        *ARGS,
-        *extra,
-        f"run_dir={run_dir}",
-    ]
+    return _cli("--no-progress", *ARGS, *extra, f"run_dir={run_dir}")
 
 
 def _final_leaves(run_dir):
@@ -216,16 +211,7 @@ def test_cli_refuses_incompatible_resume_and_unwritable_run_dir(tmp_path):
     run_dir = tmp_path / "run"
     short = [a for a in ARGS if not a.startswith("total_env_steps")] + ["total_env_steps=300"]
     ok = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ald_jax.run",
-            "--exp",
-            "debug",
-            "--no-progress",
-            *short,
-            f"run_dir={run_dir}",
-        ],
+        _cli("--no-progress", *short, f"run_dir={run_dir}"),
         capture_output=True,
         text=True,
         timeout=600,
@@ -233,17 +219,7 @@ def test_cli_refuses_incompatible_resume_and_unwritable_run_dir(tmp_path):
     assert ok.returncode == 0, ok.stdout + ok.stderr
     t0 = time.perf_counter()
     bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ald_jax.run",
-            "--exp",
-            "debug",
-            "--no-progress",
-            *short,
-            "gtrxl_layers=2",
-            f"resume={run_dir}",
-        ],
+        _cli("--no-progress", *short, "gtrxl_layers=2", f"resume={run_dir}"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -251,7 +227,7 @@ def test_cli_refuses_incompatible_resume_and_unwritable_run_dir(tmp_path):
     assert bad.returncode == 2 and "gtrxl_layers: checkpoint has 1, now 2" in bad.stderr
     assert time.perf_counter() - t0 < 30
     missing = subprocess.run(
-        [sys.executable, "-m", "ald_jax.run", "--exp", "debug", f"resume={tmp_path}/nothing"],
+        _cli(f"resume={tmp_path}/nothing"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -260,7 +236,7 @@ def test_cli_refuses_incompatible_resume_and_unwritable_run_dir(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
     unwritable = subprocess.run(
-        [sys.executable, "-m", "ald_jax.run", "--exp", "debug", f"run_dir={blocked}/run"],
+        _cli(f"run_dir={blocked}/run"),
         capture_output=True,
         text=True,
         timeout=120,
