@@ -40,13 +40,14 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
 
-# make compare EXP=imaze9 METHODS=ald,lstm,gtrxl,asymm_ac SEEDS=3 BUDGET=5000000 [SWEEP=dprl=1,3,10,30]
+# make compare EXP=imaze9 METHODS=ald,lstm,gtrxl,asymm_ac SEEDS=3 BUDGET=5000000 [SWEEP=dprl=1,3,10,30 OUT=results/ablation_dprl]
 METHODS ?= ald,lstm,gtrxl,asymm_ac
+OUT     ?= results/compare
 SEEDS   ?= 3
 BUDGET  ?=
 SWEEP   ?=
 compare: $(STAMP)
-	$(PY) -m experiments.compare --exp $(EXP) --methods $(METHODS) --seeds $(SEEDS) \
+	$(PY) -m experiments.compare --exp $(EXP) --methods $(METHODS) --seeds $(SEEDS) --out $(OUT) \
 		$(if $(BUDGET),--budget $(BUDGET)) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(ARGS),--set $(ARGS))
 
 # Every comparison of docs/results.md, resumable (hours on a 2-core CPU).
