@@ -2,19 +2,40 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
 EXP    ?= debug
 ARGS   ?=
-export JAX_PLATFORMS ?= cpu
 
-.PHONY: venv run test test-fast bench lint format clean compare paper
+# An NVIDIA GPU (`nvidia-smi -L` works): the venv gets the cuda12 extra too (jax[cuda12], pinned in
+# requirements-cuda12.lock) and JAX_PLATFORMS is left as the user has it (unset: JAX starts its
+# cuda and cpu backends; the actors use the CPU). Elsewhere: CPU only. `make ... GPU=0` forces CPU.
+ifneq ($(origin GPU),command line)
+GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+endif
+ifeq ($(GPU),1)
+FLAVOUR := cuda12
+EXTRAS  := dev,cuda12
+LOCKS   := requirements.lock requirements-cuda12.lock
+# GPU memory on demand, not 75% up front per process (make test runs 2), unless the user chose.
+ifeq ($(filter-out undefined,$(foreach v,PREALLOCATE MEM_FRACTION ALLOCATOR,$(origin XLA_PYTHON_CLIENT_$(v)))),)
+export XLA_PYTHON_CLIENT_PREALLOCATE := false
+endif
+else
+FLAVOUR := cpu
+EXTRAS  := dev
+LOCKS   := requirements.lock
+export JAX_PLATFORMS ?= cpu
+endif
+# One stamp per flavour: a venv made for the other flavour is completed on first use.
+STAMP  := $(VENV)/.installed-$(FLAVOUR)
+
+.PHONY: venv run test test-fast bench lint format clean compare paper gpu-check
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml $(LOCKS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements.lock -e ".[dev]"
+	$(PY) -m pip install -q $(addprefix -c ,$(LOCKS)) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -28,6 +49,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m ald_jax.bench $(ARGS)
+
+# Devices, roles and a short ALD vs GTrXL throughput check -> results/gpu_check.json
+gpu-check: $(STAMP)
+	$(PY) -m experiments.gpu_check $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src envs_jax experiments tests

@@ -30,7 +30,12 @@ BAD_OVERRIDES = [
     ("chunks_per_call=0", "chunks_per_call=0"),
     ("batch_size=10", "multiple of"),
     ("num_distill=0", "N_D"),
-    ("distill_devices=0", "distill_devices=0"),
+    ("distill_devices=0", "distill_devices='0'"),
+    ("distill_devices=cuda0", "comma list"),
+    ("distill_devices=cuda:0,cuda:0", "distinct"),
+    ("actor_device=gpu", "cuda:0"),
+    ("learner_device=cuda", "'auto' or a device name"),
+    ("transfer_guard=strict", "disallow"),
     ("distill_devices=3", "divide"),
     ("replay_capacity=0", "replay_capacity=0"),
     ("queue_capacity=0", "queue_capacity=0"),
@@ -75,9 +80,30 @@ def test_unknown_experiment_is_rejected():
 
 
 def test_more_devices_than_exist():
-    cfg = validate(Config(distill_devices=2))
-    with pytest.raises(ConfigError, match="distill_devices=2: only 1 device"):
-        validate(cfg, num_devices=1)
+    from ald_jax.devices import resolve_roles
+
+    cfg = validate(Config(distill_devices="2"))
+    with pytest.raises(ConfigError, match="distill_devices='2': only 1 CPU device"):
+        resolve_roles(cfg.actor_device, cfg.learner_device, cfg.distill_devices, batch_size=64)
+    with pytest.raises(ConfigError, match="learner_device='cuda:0': no such device.*cpu:0"):
+        resolve_roles("cpu", "cuda:0", "auto", batch_size=64)
+
+
+def test_a_batch_that_needs_more_actors_than_exist_is_rejected():
+    # the paper's 30 single-env actors with one chunk per call cannot fill a batch of 64
+    # streams from distinct actors (the runner carries each stream's memory chunk to chunk)
+    with pytest.raises(ConfigError, match="num_actors=30: .*64 distinct actors"):
+        load_config("debug", ["profile=paper", "chunks_per_call=1"])
+    assert load_config("debug", ["profile=paper"]).chunks_per_call == 8
+
+
+def test_gpu_profile_sizes_the_actors_to_the_cores(monkeypatch):
+    import ald_jax.config as config
+
+    monkeypatch.setattr(config.os, "cpu_count", lambda: 16)
+    cfg = load_config("imaze9", ["profile=gpu"])
+    assert (cfg.num_actors, cfg.envs_per_actor, cfg.batch_size, cfg.dprl) == (14, 16, 64, 10.0)
+    assert (cfg.actor_device, cfg.learner_device, cfg.distill_devices) == ("cpu", "auto", "auto")
 
 
 def test_wrong_python_type_is_rejected():

@@ -37,13 +37,14 @@ from ald_jax.actors.rollout import (
     make_chunked_rollout,
     make_rollout,
 )
-from ald_jax.config import Config
+from ald_jax.config import Config, runner_group_calls
+from ald_jax.devices import DeviceRoles, resolve_roles
 from ald_jax.learners import (
     init_distill_state,
     init_learner_state,
     jit_distill_update,
     make_distill_update,
-    make_learner_runner,
+    make_group_runner,
     make_learner_update,
 )
 from ald_jax.networks import AsymmetricNetwork, GTrXLNetwork, LSTMNetwork
@@ -60,11 +61,16 @@ class Components(NamedTuple):
     learner_net: Any
     actor_params_of: Callable  # learner params -> actor params (baselines)
     rollout: Callable  # (params, carry, version) -> (carry, trajs, stats), [chunks_per_call] first
-    runner: Callable  # (target_params, traj, learner_state) -> (traj, next_state)
+    # (target_params, calls, states) -> (learner batches, next states); see make_group_runner
+    group_runner: Callable
     learner_update: Callable
     distill_update: Callable | None
     learner_optimizer: optax.GradientTransformation
     distill_optimizer: optax.GradientTransformation | None
+    roles: DeviceRoles
+    distills: bool  # ALD: actor params come from distillation (replay + distill thread)
+    host_env: bool  # the environment steps on the host (envpool), not inside the jitted scan
+    group_calls: int  # actor calls per learner-runner call (config.runner_group_calls)
 
 
 def make_networks(cfg: Config, num_actions: int) -> tuple[Any, Any]:
@@ -91,7 +97,15 @@ def make_networks(cfg: Config, num_actions: int) -> tuple[Any, Any]:
     raise ValueError(f"method={cfg.method!r}")  # unreachable after validate()
 
 
-def build(cfg: Config) -> Components:
+def roles_of(cfg: Config) -> DeviceRoles:
+    """The run's device roles (``ConfigError`` for a device that does not exist)."""
+    return resolve_roles(
+        cfg.actor_device, cfg.learner_device, cfg.distill_devices, batch_size=cfg.batch_size
+    )
+
+
+def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
+    roles = roles_of(cfg) if roles is None else roles
     if cfg.env.startswith(ENVPOOL_PREFIX):
         env, env_params = envpool_spec(cfg.env), None
         obs_example = jnp.zeros(env.observation_shape, jnp.float32)
@@ -101,11 +115,12 @@ def build(cfg: Config) -> Components:
     actor_net, learner_net = make_networks(cfg, env.num_actions)
     if env_params is None:
         rollout = make_envpool_rollout(
-            actor_net, env.num_actions, cfg.unroll_length, cfg.chunks_per_call
+            actor_net, env.num_actions, cfg.unroll_length, cfg.chunks_per_call, roles.actor
         )
 
         def init_carry(key, num_envs, index):
-            return init_envpool_carry(env, actor_net, key, num_envs, seed=cfg.seed * 1000 + index)
+            seed = cfg.seed * 1000 + index
+            return init_envpool_carry(env, actor_net, key, num_envs, seed=seed, device=roles.actor)
     else:
         rollout = jit_rollout(
             make_chunked_rollout(
@@ -114,7 +129,9 @@ def build(cfg: Config) -> Components:
         )
 
         def init_carry(key, num_envs, index):
-            return init_actor_carry(env, env_params, actor_net, key, num_envs)
+            with jax.default_device(roles.actor):
+                carry = init_actor_carry(env, env_params, actor_net, key, num_envs)
+            return jax.device_put(carry, roles.actor)
 
     if cfg.method == "asymm_ac":
         actor_params_of = learner_net.policy_params
@@ -140,8 +157,10 @@ def build(cfg: Config) -> Components:
         distill_opt = optax.adam(cfg.distill_learning_rate)
         distill_update = jit_distill_update(
             make_distill_update(actor_net, distill_opt, alpha_pi=cfg.alpha_pi, alpha_v=cfg.alpha_v),
-            jax.devices()[: cfg.distill_devices],
+            roles.distill,
         )
+    group_calls = runner_group_calls(cfg)
+    columns = group_calls * cfg.envs_per_actor * cfg.chunks_per_call
     return Components(
         env=env,
         env_params=env_params,
@@ -151,11 +170,15 @@ def build(cfg: Config) -> Components:
         learner_net=learner_net,
         actor_params_of=actor_params_of,
         rollout=rollout,
-        runner=jax.jit(make_learner_runner(learner_net)),
+        group_runner=jax.jit(make_group_runner(learner_net, columns // cfg.batch_size)),
         learner_update=jax.jit(learner_update),
         distill_update=distill_update,
         learner_optimizer=learner_opt,
         distill_optimizer=distill_opt,
+        roles=roles,
+        distills=cfg.method == "ald",
+        host_env=env_params is None,
+        group_calls=group_calls,
     )
 
 

@@ -19,8 +19,6 @@ saved (a resumed run re-collects them) -- a documented approximation.
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import json
 import os
 import shutil
@@ -28,7 +26,6 @@ import time
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ald_jax.config import Config
@@ -70,43 +67,6 @@ def config_differences(saved: dict, cfg: Config) -> list[str]:
     ]
 
 
-def _stack(items):
-    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *items)
-
-
-def _unstack(stacked, n: int):
-    return [jax.tree.map(lambda x, i=i: jnp.asarray(x[i]), stacked) for i in range(n)]
-
-
-def _state_tree(system, replay_items, pending) -> dict:
-    _, actor_params = system.actor_server.get()
-    _, runner_params = system.runner_server.get()
-    return {
-        "learner": system.learner_state,
-        "distill": system.distill_state if system.distill_state is not None else (),
-        "actor_params": actor_params,
-        "runner_params": runner_params,
-        "carries": [
-            c._replace(adapter=None) if hasattr(c, "adapter") else c for c in system.carries
-        ],
-        "runner_states": list(system.runner_states),
-        "replay": _stack(replay_items) if replay_items else (),
-        "pending": _stack(pending) if pending else (),
-    }
-
-
-def _target_tree(system, replay_count: int, pending_count: int) -> dict:
-    """The structure (and shapes) a checkpoint of this system must have."""
-    tile = lambda t, n: jax.tree.map(  # noqa: E731
-        lambda x: np.zeros((n, *np.shape(x)), np.asarray(x).dtype), t
-    )
-    replay = tile(system.templates["replay"], replay_count) if replay_count else ()
-    pending = tile(system.templates["chunk"], pending_count) if pending_count else ()
-    tree = _state_tree(system, [], [])
-    tree["replay"], tree["pending"] = replay, pending
-    return tree
-
-
 class Checkpointer:
     """Writes and restores checkpoints under ``<run_dir>/checkpoints``."""
 
@@ -137,29 +97,14 @@ class Checkpointer:
     # ---- saving ----
     def save(self, system, wall_time: float) -> str:
         """Writes a checkpoint of ``system`` now; returns its directory."""
-        replay_items, replay_meta = [], None
-        if system.replay is not None:
-            state = system.replay.state_dict()
-            replay_items = state["items"]
-            replay_meta = {"rng": state["rng"], "added": state["added"], "count": len(replay_items)}
-        pending = list(system.pending)
-        tree = _state_tree(system, replay_items, pending)
+        tree, state_meta = system.state_dict()
         leaves = [np.asarray(x) for x in jax.tree.leaves(tree)]
-        with system.lock:
-            counters = dataclasses.asdict(system.counters)
-            episodes = list(system.episodes)
-        step = int(counters["learner_updates"])
+        step = int(state_meta["counters"]["learner_updates"])
         meta = {
             "step": step,
-            "env_steps": counters["env_steps"],
+            "env_steps": state_meta["counters"]["env_steps"],
             "wall_time": wall_time,
-            "counters": counters,
-            "episodes": episodes,
-            "replay": replay_meta,
-            "pending_count": len(pending),
-            "next_actor": system.next_actor,
-            "actor_version": system.actor_server.version,
-            "runner_version": system.runner_server.version,
+            **state_meta,
             "config": system.cfg.to_dict(),
             "shapes": [list(x.shape) for x in leaves],
             "dtypes": [str(x.dtype) for x in leaves],
@@ -214,11 +159,7 @@ class Checkpointer:
             raise CheckpointError(
                 "cannot resume: the config differs from the checkpoint's in " + "; ".join(diffs)
             )
-        replay_meta = meta["replay"]
-        target = _target_tree(
-            system, replay_meta["count"] if replay_meta else 0, meta["pending_count"]
-        )
-        target_leaves, treedef = jax.tree.flatten(target)
+        target_leaves, treedef = jax.tree.flatten(system.state_template(meta))
         shapes = [list(np.shape(x)) for x in target_leaves]
         if shapes != meta["shapes"]:
             raise CheckpointError(
@@ -226,43 +167,12 @@ class Checkpointer:
                 f"({len(meta['shapes'])} saved vs {len(shapes)} expected leaves)"
             )
         restored = self._ocp.StandardCheckpointer().restore(os.path.join(path, "state"))
-        leaves = [jnp.asarray(x) for x in restored["leaves"]]
+        leaves = [np.asarray(x) for x in restored["leaves"]]
         for got, want in zip(leaves, target_leaves, strict=True):
             if got.shape != np.shape(want) or got.dtype != np.asarray(want).dtype:
                 raise ValueError(f"leaf {got.shape}/{got.dtype} != {np.shape(want)}")
-        tree = jax.tree.unflatten(treedef, leaves)
-        _apply(system, tree, meta)
+        system.load_state_dict(jax.tree.unflatten(treedef, leaves), meta)
         return meta
-
-
-def _apply(system, tree: dict, meta: dict) -> None:
-    system.learner_state = tree["learner"]
-    if system.distill_state is not None:
-        system.distill_state = tree["distill"]
-    system.actor_server.publish(tree["actor_params"])
-    system.actor_server.version = meta["actor_version"]
-    system.runner_server.publish(tree["runner_params"])
-    system.runner_server.version = meta["runner_version"]
-    carries = []
-    for old, new in zip(system.carries, tree["carries"], strict=True):
-        carries.append(new._replace(adapter=old.adapter) if hasattr(old, "adapter") else new)
-    system.carries = carries
-    system.runner_states = list(tree["runner_states"])
-    if system.replay is not None and meta["replay"]:
-        r = meta["replay"]
-        system.replay.load_state_dict(
-            {"items": _unstack(tree["replay"], r["count"]), "rng": r["rng"], "added": r["added"]}
-        )
-    system.pending = (
-        _unstack(tree["pending"], meta["pending_count"]) if meta["pending_count"] else []
-    )
-    system.next_actor = meta["next_actor"]
-    with system.lock:
-        for k, v in meta["counters"].items():
-            setattr(system.counters, k, v)
-        system.episodes = collections.deque(
-            [tuple(e) for e in meta["episodes"]], maxlen=system.cfg.stats_window
-        )
 
 
 def _pause_for_tests() -> None:

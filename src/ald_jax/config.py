@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
 
 METHODS = ("ald", "lstm", "gtrxl", "asymm_ac")
 MODES = ("threaded", "lockstep")
-PROFILES = ("laptop", "paper")
+PROFILES = ("laptop", "paper", "gpu")
+TRANSFER_GUARDS = ("allow", "log", "disallow")
 ON_NAN = ("stop", "skip")
 
 
@@ -67,9 +71,17 @@ class Config:
     alpha_v: float = 0.1
     dprl: float = 10.0  # target distill agent-steps per learner agent-step
     num_distill: int = 1  # N_D: batches per distill update (spread over devices)
-    distill_devices: int = 1
     distill_learning_rate: float = 1e-4
     replay_capacity: int = 128  # batches of [T_U, batch_size] kept in the FIFO
+    # --- devices (docs/design.md, "Devices") --------------------------------------------------
+    actor_device: str = "cpu"  # cpu (the host CPU device), or cpu:N / cuda:N
+    learner_device: str = "auto"  # learner + runner; auto = the first accelerator, else cpu:0
+    # distillation, data-parallel: auto = every accelerator (else the learner device), a count
+    # ("2": the first two), or a comma list ("cuda:0,cuda:1")
+    distill_devices: str = "auto"
+    # jax.transfer_guard level entered in every stage thread ("disallow": any implicit
+    # host<->device or cross-device transfer raises; the tests run with it)
+    transfer_guard: str = "allow"
     # --- runtime ----------------------------------------------------------------------------
     num_actors: int = 2  # N_A actor threads
     envs_per_actor: int = 32
@@ -152,7 +164,6 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "alpha_v": (lambda v: v >= 0, "a number >= 0"),
     "dprl": (lambda v: v > 0, "a number > 0"),
     "num_distill": (lambda v: v >= 1, "an integer >= 1 (N_D)"),
-    "distill_devices": (lambda v: v >= 1, "an integer >= 1"),
     "replay_capacity": (lambda v: v >= 1, "an integer >= 1"),
     "num_actors": (lambda v: v >= 1, "an integer >= 1 (N_A)"),
     "envs_per_actor": (lambda v: v >= 1, "an integer >= 1"),
@@ -174,6 +185,7 @@ _CHOICES = {
     "vtrace": ("auto", "on", "off"),
     "on_nan": ON_NAN,
     "on_actor_failure": ("restart", "stop"),
+    "transfer_guard": TRANSFER_GUARDS,
 }
 
 
@@ -234,22 +246,51 @@ def apply_overrides(config: Config, overrides: list[str] | dict) -> Config:
             raise ConfigError(f"unknown config key {key!r}{hint} (see ald_jax/config.py)")
         changes[key] = parse_value(key, value) if isinstance(value, str) else value
     config = dataclasses.replace(config, **changes)
-    if changes.get("profile") == "paper" or (config.profile == "paper" and "profile" in changes):
+    if "profile" in changes and config.profile != "laptop":
         config = apply_profile(config, explicit=set(changes))
     return config
 
 
+def profile_fields(profile: str) -> dict:
+    """The fields a profile sets (``laptop``: none; the Config defaults are the laptop's).
+
+    * ``paper``: the paper's thread counts, N_A 30 single-env actors and N_D 8.
+    * ``gpu``: a one-GPU host: one actor thread per CPU core except two (the learner and
+      distill threads' dispatch), 16 environments per actor, the paper's batch 64, DpRL 10 and
+      N_D 8; actors on the CPU, learner and distillation on the accelerator (``auto``).
+    """
+    if profile == "paper":
+        return {"num_actors": 30, "envs_per_actor": 1, "num_distill": 8}
+    if profile == "gpu":
+        cores = os.cpu_count() or 1
+        return {
+            "num_actors": max(1, cores - 2),
+            "envs_per_actor": 16,
+            "batch_size": 64,
+            "dprl": 10.0,
+            "num_distill": 8,
+        }
+    return {}
+
+
 def apply_profile(config: Config, explicit: set[str] = frozenset()) -> Config:
-    """The paper's thread counts (N_A 30 single-env actors, N_D 8), unless set explicitly."""
-    paper = {"num_actors": 30, "envs_per_actor": 1, "num_distill": 8}
-    return dataclasses.replace(config, **{k: v for k, v in paper.items() if k not in explicit})
+    """``config`` with its profile's fields (``profile_fields``), except those set explicitly."""
+    chosen = profile_fields(config.profile)
+    return dataclasses.replace(config, **{k: v for k, v in chosen.items() if k not in explicit})
 
 
-def validate(config: Config, *, num_devices: int | None = None) -> Config:
+def runner_group_calls(config: Config) -> int:
+    """Actor calls (from distinct actors) the learner runner takes at once: the fewest whose
+    ``chunks_per_call * envs_per_actor`` columns make whole learner batches."""
+    per_batch = config.batch_size // config.envs_per_actor
+    return per_batch // math.gcd(per_batch, config.chunks_per_call)
+
+
+def validate(config: Config) -> Config:
     """Checks every field; raises ``ConfigError`` naming the field, the value and the rule.
 
-    Pure Python: runs before anything is compiled. ``num_devices`` (the available accelerators)
-    is checked against ``distill_devices`` when given.
+    Pure Python: runs before anything is compiled. Device names are checked for their form
+    here and against the devices that exist by ``ald_jax.devices.resolve_roles``.
     """
     for f in fields(Config):
         value = getattr(config, f.name)
@@ -278,16 +319,50 @@ def validate(config: Config, *, num_devices: int | None = None) -> Config:
             f"batch_size={config.batch_size}: must be a multiple of "
             f"envs_per_actor={config.envs_per_actor} (a batch is whole actor chunks)"
         )
-    if (config.num_distill * config.batch_size) % config.distill_devices:
+    _check_device_fields(config)
+    groups = runner_group_calls(config)
+    if groups > config.num_actors:
         raise ConfigError(
-            f"distill_devices={config.distill_devices}: must divide the distill batch "
-            f"num_distill*batch_size={config.num_distill * config.batch_size}"
-        )
-    if num_devices is not None and config.distill_devices > num_devices:
-        raise ConfigError(
-            f"distill_devices={config.distill_devices}: only {num_devices} device(s) available"
+            f"num_actors={config.num_actors}: a learner batch of batch_size={config.batch_size} "
+            f"needs chunks from {groups} distinct actors (envs_per_actor="
+            f"{config.envs_per_actor}, chunks_per_call={config.chunks_per_call}); use at least "
+            f"{groups} actors, or more chunks_per_call / envs_per_actor"
         )
     return config
+
+
+DEVICE_NAME = re.compile(r"^(cpu|cuda|rocm|tpu):\d+$")
+
+
+def _check_device_fields(config: Config) -> None:
+    forms = "'cpu' or a device name such as 'cpu:0' / 'cuda:0'"
+    if config.actor_device != "cpu" and not DEVICE_NAME.match(config.actor_device):
+        raise ConfigError(f"actor_device={config.actor_device!r}: must be {forms}")
+    if config.learner_device != "auto" and not DEVICE_NAME.match(config.learner_device):
+        raise ConfigError(
+            f"learner_device={config.learner_device!r}: must be 'auto' or a device name such "
+            "as 'cpu:0' / 'cuda:0'"
+        )
+    value = config.distill_devices
+    if value == "auto":
+        return
+    if value.isdigit():
+        count = int(value)
+        if count < 1:
+            raise ConfigError(f"distill_devices={value!r}: a device count must be >= 1")
+        if config.batch_size % count:
+            raise ConfigError(
+                f"distill_devices={value!r}: {count} devices must divide the distill batch "
+                f"batch_size={config.batch_size} (each replay batch is split over them)"
+            )
+        return
+    names = [n.strip() for n in value.split(",")]
+    bad = [n for n in names if not DEVICE_NAME.match(n)]
+    if bad or len(set(names)) != len(names):
+        raise ConfigError(
+            f"distill_devices={value!r}: must be 'auto', a count such as '2', or a comma list "
+            "of distinct device names such as 'cuda:0,cuda:1'"
+        )
 
 
 def _check_env(config: Config) -> None:

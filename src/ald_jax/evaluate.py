@@ -37,10 +37,11 @@ def write_eval_gif(system, path: str, max_steps: int = 1000) -> str | None:
 
     _, params = system.actor_server.get()
     comps = system.c
-    key = jax.random.PRNGKey(system.cfg.seed + 12345)
-    states, _, _, _ = play_episode(
-        comps.env, comps.env_params, comps.actor_net, params, key, max_steps
-    )
+    with jax.default_device(system.roles.actor):  # where the actor params live
+        key = jax.random.PRNGKey(system.cfg.seed + 12345)
+        states, _, _, _ = play_episode(
+            comps.env, comps.env_params, comps.actor_net, params, key, max_steps
+        )
     frames = [render_state(comps.env, s, comps.env_params) for s in states]
     save_gif(frames, path)
     return path

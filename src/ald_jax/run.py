@@ -44,6 +44,25 @@ def prepare_run_dir(path: str) -> str:
     return path
 
 
+# The XLA GPU memory variables a user may set; when none is set, runs allocate GPU memory on
+# demand instead of XLA's default of 75% of the GPU up front per process: the learner and
+# distill buffers here are small, and the compare driver, `make gpu-check` and a notebook can then
+# share one GPU (docs/design.md, "Devices").
+GPU_MEMORY_VARS = (
+    "XLA_PYTHON_CLIENT_PREALLOCATE",
+    "XLA_PYTHON_CLIENT_MEM_FRACTION",
+    "XLA_CLIENT_MEM_FRACTION",
+    "XLA_PYTHON_CLIENT_ALLOCATOR",
+)
+
+
+def configure_gpu_memory() -> None:
+    """Sets on-demand GPU allocation unless the user chose a memory setting (call before JAX
+    starts its backends; harmless without a GPU)."""
+    if not any(v in os.environ for v in GPU_MEMORY_VARS):
+        os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+
+
 def configure_jax(cfg: Config) -> None:
     """Process-wide JAX settings (kept out of library modules)."""
     import jax
@@ -56,16 +75,17 @@ def configure_jax(cfg: Config) -> None:
 
 def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     """Runs one training run to its budget; returns the last metric row."""
-    import jax
+    configure_gpu_memory()
     from tqdm import tqdm
 
-    from ald_jax.builder import build
+    from ald_jax.builder import build, roles_of
     from ald_jax.checkpoint import Checkpointer, CheckpointError, config_differences
     from ald_jax.evaluate import write_eval_gif
     from ald_jax.metrics import MetricsWriter
     from ald_jax.runtime import System, ThreadedRun, run_lockstep, warm_up
 
-    validate(cfg, num_devices=len(jax.devices()))
+    validate(cfg)
+    roles = roles_of(cfg)  # ConfigError for a device that does not exist, before compiling
     if cfg.resume:  # everything about the resume is checked before compiling
         run_dir = cfg.resume
         checkpointer = Checkpointer(run_dir, keep=cfg.checkpoint_keep)
@@ -81,12 +101,13 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     cfg = cfg.replace(run_dir=run_dir)
     checkpointer = Checkpointer(run_dir, keep=cfg.checkpoint_keep)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(cfg.to_dict(), f, indent=2)
+        json.dump({**cfg.to_dict(), "resolved_devices": roles.as_dict()}, f, indent=2)
     configure_jax(cfg)
     log(f"[ald-jax] {cfg.exp}: method={cfg.method} env={cfg.env} seed={cfg.seed} -> {run_dir}")
+    log(f"[ald-jax] devices: {roles.describe()}")
 
     t_build = time.perf_counter()
-    comps = build(cfg)
+    comps = build(cfg, roles)
     system = System(cfg, comps)
     warm_up(system)
     log(
@@ -228,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = parser.parse_args(argv)
+    configure_gpu_memory()
     try:
         cfg = load_config(args.exp, args.overrides)
     except ConfigError as e:

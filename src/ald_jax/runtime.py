@@ -21,41 +21,80 @@ methods in a fixed order on one thread (deterministic: tests, notebooks, exact r
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import queue
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ald_jax.actors.rollout import ActorCarry
+from ald_jax import trajectory
 from ald_jax.builder import Components, init_states
 from ald_jax.config import Config
+from ald_jax.learners.distill import place_distill_state
 from ald_jax.learners.guard import nonfinite_names
-from ald_jax.replay import Replay, concat_batches
+from ald_jax.replay import Replay
 from ald_jax.types import PyTree, Trajectory
 
 
+class Published(NamedTuple):
+    """One published parameter version, already on the reader's device."""
+
+    version: int
+    params: PyTree
+    version_array: jax.Array  # the version as an int32 scalar on the same device
+
+
 class ParamServer:
-    """Versioned parameter hand-off: writers ``publish``, readers ``get`` the latest."""
+    """Versioned parameter hand-off: writers ``publish``, readers ``latest`` / ``get``.
 
-    def __init__(self, params: PyTree):
+    ``publish`` copies the params to the readers' ``device`` once per version (one explicit
+    transfer; a no-op when they already live there), so readers never copy them per call.
+    """
+
+    def __init__(self, params: PyTree, device: jax.Device):
         self._lock = threading.Lock()
-        self._params = params
-        self.version = 0
+        self._device = device
+        self._latest = self._place(0, params)
 
-    def publish(self, params: PyTree) -> None:
+    def _place(self, version: int, params: PyTree) -> Published:
+        params, version_array = jax.device_put((params, np.int32(version)), self._device)
+        return Published(version, params, version_array)
+
+    def publish(self, params: PyTree, version: int | None = None) -> None:
+        """A new version (the next one, or ``version`` when restoring a checkpoint)."""
         with self._lock:
-            self._params = params
-            self.version += 1
+            version = self._latest.version + 1 if version is None else version
+        placed = self._place(version, params)
+        with self._lock:
+            self._latest = placed
+
+    @property
+    def version(self) -> int:
+        return self._latest.version
+
+    def latest(self) -> Published:
+        with self._lock:
+            return self._latest
 
     def get(self) -> tuple[int, PyTree]:
-        with self._lock:
-            return self.version, self._params
+        latest = self.latest()
+        return latest.version, latest.params
+
+
+class ActorCall(NamedTuple):
+    """What one actor call hands on: ``chunks_per_call`` consecutive chunks of its streams."""
+
+    actor: int
+    version: int  # the actor-params version that acted (host copy of ``trajs.version``)
+    trajs: Trajectory  # leaves ``[K, ...]`` on the actor device
 
 
 @dataclass
@@ -80,28 +119,43 @@ class Counters:
 
 
 class System:
-    """The state of one run and its stages (see the module docstring)."""
+    """The state of one run and its stages (see the module docstring).
+
+    Placement (docs/design.md, "Devices"): actor params (one copy per published version),
+    carries and environment states live on ``roles.actor``; learner state, target params and the
+    runner's per-stream memories on ``roles.learner``; replay batches and the distill state on
+    ``roles.distill`` (batches split over them, the state replicated). Every hand-off between
+    them is one explicit ``jax.device_put``.
+    """
 
     def __init__(self, cfg: Config, comps: Components, key: jax.Array | None = None):
         self.cfg = cfg
         self.c = comps
+        self.roles = roles = comps.roles
         key = jax.random.PRNGKey(cfg.seed) if key is None else key
         key, init_key = jax.random.split(key)
-        self.learner_state, self.distill_state = init_states(cfg, comps, init_key)
-        if self.distill_state is not None:
+        learner_state, distill_state = init_states(cfg, comps, init_key)
+        self.learner_state = jax.device_put(learner_state, roles.learner)
+        self.distill_state = None
+        if comps.distills:
+            self.distill_state = place_distill_state(distill_state, roles.distill)
             actor_params = self.distill_state.params
         else:
             actor_params = comps.actor_params_of(self.learner_state.params)
-        self.actor_server = ParamServer(actor_params)
-        self.runner_server = ParamServer(self.learner_state.target_params)
-        actor_keys = jax.random.split(key, cfg.num_actors)
-        self.carries: list[ActorCarry] = [
-            comps.init_carry(k, cfg.envs_per_actor, i) for i, k in enumerate(actor_keys)
+        self.actor_server = ParamServer(actor_params, roles.actor)
+        self.runner_server = ParamServer(self.learner_state.target_params, roles.learner)
+        actor_keys = jax.device_put(jax.random.split(key, cfg.num_actors), roles.actor)
+        self.carries: list = [
+            comps.init_carry(actor_keys[i], cfg.envs_per_actor, i) for i in range(cfg.num_actors)
         ]
-        self.runner_states = [
-            comps.learner_net.initial_state(cfg.envs_per_actor) for _ in range(cfg.num_actors)
-        ]
-        self.replay = Replay(cfg.replay_capacity, seed=cfg.seed) if cfg.method == "ald" else None
+        with jax.default_device(roles.learner):
+            initial = comps.learner_net.initial_state(cfg.envs_per_actor)
+        self.runner_states = [jax.device_put(initial, roles.learner)] * cfg.num_actors
+        self.replay = None
+        if comps.distills:
+            mesh = roles.distill_mesh()
+            place = lambda b: jax.device_put(b, trajectory.batch_shardings(b, mesh))  # noqa: E731
+            self.replay = Replay(cfg.replay_capacity, seed=cfg.seed, place=place)
         self.counters = Counters(
             actor_env_steps=[0] * cfg.num_actors, actor_busy=[0.0] * cfg.num_actors
         )
@@ -110,30 +164,29 @@ class System:
         self.progress = threading.Condition(self.lock)  # learner/distill DpRL hand-shake
         self.learner_metrics: dict = {}
         self.distill_metrics: dict = {}
-        self.pending: list[Trajectory] = []  # lockstep: chunks of the batch being assembled
+        self.lag_source: tuple[int, jax.Array] | None = None  # (actor version, batch.version)
+        self.pending: list[ActorCall] = []  # lockstep: calls of the runner group being assembled
         self.next_actor = 0  # lockstep: whose turn it is
-        self.templates: dict[str, PyTree] = {}  # shapes of a chunk / replay batch (warm_up)
+        self.templates: dict[str, PyTree] = {}  # shapes of a call / replay batch (warm_up)
 
     # ---- stages ------------------------------------------------------------------------------
-    def act(self, i: int) -> list[Trajectory]:
-        """Actor ``i`` collects ``chunks_per_call`` chunks in one call; returns them in order."""
+    def act(self, i: int) -> ActorCall:
+        """Actor ``i`` collects ``chunks_per_call`` chunks in one call. Only its episode
+        statistics come to the host; the chunks stay on the actor device."""
         t0 = time.perf_counter()
-        version, params = self.actor_server.get()
-        carry, trajs, stats = self.c.rollout(params, self.carries[i], version)
+        latest = self.actor_server.latest()
+        carry, trajs, stats = self.c.rollout(latest.params, self.carries[i], latest.version_array)
         self.carries[i] = carry
-        # To the host once (np.asarray per leaf: ~5x cheaper than jax.device_get on CPU); the
-        # chunks are views into these arrays.
-        trajs, stats = jax.tree.map(np.asarray, (trajs, stats))
+        stats = jax.device_get(stats)
         done = stats.done
-        finished = [
-            (float(r), bool(s), int(n))
-            for r, s, n in zip(
-                stats.episode_return[done],
-                stats.success[done],
-                stats.episode_length[done],
+        finished = list(
+            zip(
+                stats.episode_return[done].tolist(),
+                stats.success[done].tolist(),
+                stats.episode_length[done].tolist(),
                 strict=True,
             )
-        ]
+        )
         steps = int(done.size)
         with self.lock:
             self.episodes.extend(finished)
@@ -141,19 +194,25 @@ class System:
             self.counters.env_steps += steps
             self.counters.actor_env_steps[i] += steps
             self.counters.actor_busy[i] += time.perf_counter() - t0
-        return split_chunks(trajs)
+        return ActorCall(i, latest.version, trajs)
 
-    def run_runner(self, i: int, traj: Trajectory) -> Trajectory:
+    def run_runner(self, group: list[ActorCall]) -> list[Trajectory]:
+        """The learner runner over ``group`` (calls of distinct actors, in each actor's order):
+        one transfer to the learner device, one jitted call; returns the learner batches."""
         t0 = time.perf_counter()
         _, target_params = self.runner_server.get()
-        traj, self.runner_states[i] = self.c.runner(target_params, traj, self.runner_states[i])
-        jax.block_until_ready(traj.learner_value)  # honest busy time (dispatch is async)
+        calls = jax.device_put(tuple(call.trajs for call in group), self.roles.learner)
+        states = tuple(self.runner_states[call.actor] for call in group)
+        batches, next_states = self.c.group_runner(target_params, calls, states)
+        for call, state in zip(group, next_states, strict=True):
+            self.runner_states[call.actor] = state
+        jax.block_until_ready(batches)  # honest busy time (dispatch is async)
         with self.lock:
             self.counters.runner_busy += time.perf_counter() - t0
-        return traj
+        return list(batches)
 
-    def add_batch(self, items: list[Trajectory]) -> Trajectory:
-        batch = items[0] if len(items) == 1 else concat_batches(items)
+    def add_batch(self, batch: Trajectory) -> Trajectory:
+        """ALD archives ``batch`` in replay (one transfer to the distill devices)."""
         if self.replay is not None:
             self.replay.add(batch)
         return batch
@@ -162,31 +221,30 @@ class System:
         cfg = self.cfg
         t0 = time.perf_counter()
         self.learner_state, metrics = self.c.learner_update(self.learner_state, batch)
-        step = int(self.learner_state.step)  # waits for the update: honest busy time
-        self._check_finite("learner", metrics, metrics.get("skipped_update"))
-        if step % cfg.target_period == 0:
+        # The one host read per update: the skip flag (4 bytes); it also waits for the update.
+        skipped = self._check_finite("learner", metrics, metrics.get("skipped_update"))
+        step = self.counters.learner_updates + (0 if skipped else 1)
+        if not skipped and step % cfg.target_period == 0:
             self.runner_server.publish(self.learner_state.target_params)
-        if cfg.method != "ald" and step % cfg.actor_period == 0:
+        if not skipped and not self.c.distills and step % cfg.actor_period == 0:
             self.actor_server.publish(self.c.actor_params_of(self.learner_state.params))
-        lag = float(self.actor_server.version - np.mean(np.asarray(batch.version)))
         with self.progress:
             self.learner_metrics = metrics
+            self.lag_source = (self.actor_server.version, batch.version)
             self.counters.learner_updates = step
             self.counters.learner_agent_steps += cfg.learner_steps_per_update
             self.counters.learner_busy += time.perf_counter() - t0
-            self.counters.policy_lag = lag
             self.progress.notify_all()
 
     def distill(self) -> None:
         cfg = self.cfg
         t0 = time.perf_counter()
         batches = self.replay.sample(cfg.num_distill)
-        batches = jax.tree.map(lambda x: x[None], batches)  # one update per call
         self.distill_state, metrics = self.c.distill_update(self.distill_state, batches)
-        step = int(self.distill_state.step)
-        self._check_finite("distill", metrics, metrics.get("distill/skipped_update"))
-        if step % cfg.actor_period == 0:
-            self.actor_server.publish(self.distill_state.params)
+        skipped = self._check_finite("distill", metrics, metrics.get("distill/skipped_update"))
+        step = self.counters.distill_updates + (0 if skipped else 1)
+        if not skipped and step % cfg.actor_period == 0:
+            self.actor_server.publish(self.distill_state.params)  # one copy to the actor device
         with self.progress:
             self.distill_metrics = metrics
             self.counters.distill_updates = step
@@ -194,11 +252,12 @@ class System:
             self.counters.distill_busy += time.perf_counter() - t0
             self.progress.notify_all()
 
-    def _check_finite(self, who: str, metrics: dict, skipped) -> None:
-        """Acts on the update's non-finite guard (the update itself was already skipped)."""
-        if skipped is None or float(skipped) == 0.0:
-            return
-        names = nonfinite_names(metrics)
+    def _check_finite(self, who: str, metrics: dict, skipped) -> bool:
+        """Acts on the update's non-finite guard (the update itself was already skipped);
+        returns whether it was skipped."""
+        if skipped is None or float(jax.device_get(skipped)) == 0.0:
+            return False
+        names = nonfinite_names(jax.device_get(metrics))
         with self.lock:
             self.counters.skipped_updates += 1
         if self.cfg.on_nan == "stop":
@@ -206,6 +265,7 @@ class System:
                 f"non-finite {', '.join(names)} in a {who} update: the update was skipped and "
                 "the run stops (on_nan=stop; on_nan=skip skips such updates and goes on)"
             )
+        return True
 
     # ---- DpRL bookkeeping --------------------------------------------------------------------
     def distill_due(self, slack_updates: int = 0) -> bool:
@@ -217,9 +277,98 @@ class System:
         )
         return c.distill_agent_steps < target
 
+    # ---- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> tuple[dict, dict]:
+        """``(arrays, meta)``: every array of the run as host numpy (one explicit transfer) and
+        the counters, RNG states and positions as JSON-able values (see ``ald_jax.checkpoint``).
+        """
+        replay_items, replay_meta = [], None
+        if self.replay is not None:
+            state = self.replay.state_dict()
+            replay_items = state["items"]
+            replay_meta = {"rng": state["rng"], "added": state["added"], "count": len(replay_items)}
+        pending = list(self.pending)
+        tree = self._state_tree(replay_items, [call.trajs for call in pending])
+        with self.lock:
+            meta = {
+                "counters": dataclasses.asdict(self.counters),
+                "episodes": list(self.episodes),
+            }
+        meta.update(
+            replay=replay_meta,
+            pending=[[call.actor, call.version] for call in pending],
+            next_actor=self.next_actor,
+            actor_version=self.actor_server.version,
+            runner_version=self.runner_server.version,
+        )
+        return jax.device_get(tree), meta
+
+    def _state_tree(self, replay_items: list, pending: list) -> dict:
+        stack = lambda items: jax.tree.map(lambda *xs: jnp.stack(xs), *items)  # noqa: E731
+        return {
+            "learner": self.learner_state,
+            "distill": self.distill_state if self.distill_state is not None else (),
+            "actor_params": self.actor_server.get()[1],
+            "runner_params": self.runner_server.get()[1],
+            "carries": [
+                c._replace(adapter=None) if self.c.host_env else c for c in self.carries
+            ],
+            "runner_states": list(self.runner_states),
+            "replay": stack([jax.device_get(x) for x in replay_items]) if replay_items else (),
+            "pending": stack([jax.device_get(x) for x in pending]) if pending else (),
+        }
+
+    def state_template(self, meta: dict) -> dict:
+        """Arrays of the shapes a checkpoint with ``meta`` must hold."""
+        tile = lambda t, n: jax.tree.map(  # noqa: E731
+            lambda x: np.zeros((n, *np.shape(x)), np.asarray(x).dtype), t
+        )
+        tree = jax.device_get(self._state_tree([], []))
+        replay_count = meta["replay"]["count"] if meta["replay"] else 0
+        if replay_count:
+            tree["replay"] = tile(self.templates["replay"], replay_count)
+        if meta["pending"]:
+            tree["pending"] = tile(self.templates["call"], len(meta["pending"]))
+        return tree
+
+    def load_state_dict(self, tree: dict, meta: dict) -> None:
+        """Restores ``state_dict()`` output, placing every array on its role's device."""
+        roles = self.roles
+        self.learner_state = jax.device_put(tree["learner"], roles.learner)
+        if self.distill_state is not None:
+            self.distill_state = place_distill_state(tree["distill"], roles.distill)
+        self.actor_server.publish(tree["actor_params"], version=meta["actor_version"])
+        self.runner_server.publish(tree["runner_params"], version=meta["runner_version"])
+        carries = []
+        for old, new in zip(self.carries, tree["carries"], strict=True):
+            new = jax.device_put(new, roles.actor)
+            carries.append(new._replace(adapter=old.adapter) if self.c.host_env else new)
+        self.carries = carries
+        self.runner_states = [jax.device_put(x, roles.learner) for x in tree["runner_states"]]
+        unstack = lambda stacked, n: [  # noqa: E731
+            jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)
+        ]
+        if self.replay is not None and meta["replay"]:
+            r = meta["replay"]
+            items = unstack(tree["replay"], r["count"])
+            self.replay.load_state_dict({"items": items, "rng": r["rng"], "added": r["added"]})
+        trajs = unstack(tree["pending"], len(meta["pending"])) if meta["pending"] else []
+        self.pending = [
+            ActorCall(a, v, jax.device_put(t, roles.actor))
+            for (a, v), t in zip(meta["pending"], trajs, strict=True)
+        ]
+        self.next_actor = meta["next_actor"]
+        with self.lock:
+            for k, v in meta["counters"].items():
+                setattr(self.counters, k, v)
+            self.episodes = collections.deque(
+                [tuple(e) for e in meta["episodes"]], maxlen=self.cfg.stats_window
+            )
+
     # ---- reporting ---------------------------------------------------------------------------
     def snapshot(self, elapsed: float) -> dict:
-        """Counters and moving averages as one flat row of floats."""
+        """Counters and moving averages as one flat row of floats (the only place metrics are
+        read from the devices)."""
         with self.lock:
             c = self.counters
             eps = list(self.episodes)
@@ -232,7 +381,6 @@ class System:
                 "distill_updates": c.distill_updates,
                 "distill_agent_steps": c.distill_agent_steps,
                 "dprl_achieved": c.distill_agent_steps / max(c.learner_agent_steps, 1),
-                "policy_lag": c.policy_lag,
                 "skipped_updates": c.skipped_updates,
                 "learner_busy_s": c.learner_busy,
                 "learner_wait_data_s": c.learner_wait_data,
@@ -250,23 +398,33 @@ class System:
             )
             row["learner_sps"] = c.learner_agent_steps / max(c.learner_busy, 1e-9)
             learner_metrics, distill_metrics = self.learner_metrics, self.distill_metrics
+            lag_source, lag = self.lag_source, c.policy_lag
+        if lag_source is not None:
+            version, batch_version = lag_source
+            lag = float(version - np.mean(jax.device_get(batch_version)))
+            with self.lock:
+                self.counters.policy_lag = lag
+        row["policy_lag"] = lag
         if eps:
             arr = np.asarray(eps, dtype=np.float64)
             row["episode_return"] = float(arr[:, 0].mean())
             row["success_rate"] = float(arr[:, 1].mean())
             row["episode_length"] = float(arr[:, 2].mean())
-        for k, v in {**learner_metrics, **distill_metrics}.items():
-            row[k] = float(np.asarray(v))
+        for k, v in jax.device_get({**learner_metrics, **distill_metrics}).items():
+            row[k] = float(v)
         return row
-
-
-def split_chunks(trajs: Trajectory) -> list[Trajectory]:
-    """``[K, ...]``-stacked chunks (one actor call) -> ``K`` trajectories, in time order."""
-    return [jax.tree.map(lambda x, k=k: x[k], trajs) for k in range(trajs.reward.shape[0])]
 
 
 class Stop(Exception):
     """Raised inside worker loops when the run is stopping."""
+
+
+@contextlib.contextmanager
+def stage_context(device: jax.Device, guard: str):
+    """What every stage thread enters: its default device and ``jax.transfer_guard(guard)``
+    (both are thread-local in JAX)."""
+    with jax.default_device(device), jax.transfer_guard(guard):
+        yield
 
 
 def run_lockstep(
@@ -274,31 +432,72 @@ def run_lockstep(
 ) -> None:
     """The same stages in a fixed order on one thread (deterministic for a seed).
 
-    Actors take turns (``system.next_actor``); every ``items_per_batch`` chunks make a batch, which
-    is learned from and followed by the distill updates that the target DpRL asks for. The loop
-    position and the partial batch live on ``system`` so that a checkpoint taken in ``on_batch``
-    (called after an actor call whose chunks completed a batch, once they are all consumed)
-    resumes exactly.
+    Actors take turns (``system.next_actor``), one call each; every ``group_calls`` calls (of
+    distinct actors) go through the learner runner, and each learner batch it returns is
+    archived, learned from and followed by the distill updates that the target DpRL asks for.
+    The loop position and the calls of the group being assembled live on ``system`` so that a
+    checkpoint taken in ``on_batch`` (called after a group's batches are all consumed) resumes
+    exactly. Runs under the config's ``transfer_guard``.
     """
     cfg = system.cfg
-    while not should_stop():
-        i = system.next_actor
-        batches = 0
-        for traj in system.act(i):
-            system.pending.append(system.run_runner(i, traj))
-            if len(system.pending) == cfg.items_per_batch:
-                batch = system.add_batch(system.pending)
-                system.pending = []
-                system.learn(batch)
-                batches += 1
-                if system.replay is not None:
-                    while system.distill_due():
-                        system.distill()
-        system.next_actor = (i + 1) % cfg.num_actors
-        if batches and on_batch is not None:
-            on_batch()
-        if on_tick is not None:
-            on_tick()
+    with stage_context(system.roles.learner, cfg.transfer_guard):
+        while not should_stop():
+            i = system.next_actor
+            system.pending.append(system.act(i))
+            system.next_actor = (i + 1) % cfg.num_actors
+            if len(system.pending) == system.c.group_calls:
+                group, system.pending = system.pending, []
+                for batch in system.run_runner(group):
+                    system.learn(system.add_batch(batch))
+                    if system.replay is not None:
+                        while system.distill_due():
+                            system.distill()
+                if on_batch is not None:
+                    on_batch()
+            if on_tick is not None:
+                on_tick()
+
+
+class CallQueues:
+    """One bounded FIFO of actor calls per actor; the runner takes groups of distinct actors.
+
+    A fast actor blocks on its own full queue (back-pressure) while the runner waits for enough
+    actors to have a call; each actor's calls leave in the order they were made, so every
+    stream's chunks reach the learner runner in time order.
+    """
+
+    def __init__(self, num_actors: int, capacity: int):
+        self._queues = [collections.deque() for _ in range(num_actors)]
+        self._capacity = capacity
+        self._cond = threading.Condition()
+        self._arrivals = 0
+
+    def put(self, call: ActorCall, timeout: float) -> bool:
+        """Appends ``call``; False if its actor's queue stayed full for ``timeout`` seconds."""
+        with self._cond:
+            q = self._queues[call.actor]
+            if len(q) >= self._capacity and not self._cond.wait_for(
+                lambda: len(q) < self._capacity, timeout
+            ):
+                return False
+            self._arrivals += 1
+            q.append((self._arrivals, call))
+            self._cond.notify_all()
+            return True
+
+    def take_group(self, size: int, timeout: float) -> list[ActorCall] | None:
+        """The oldest call of each of the ``size`` actors whose oldest calls came first; None if
+        fewer than ``size`` actors had a call within ``timeout`` seconds."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._ready() >= size, timeout):
+                return None
+            heads = sorted((q[0][0], a) for a, q in enumerate(self._queues) if q)[:size]
+            group = [self._queues[a].popleft()[1] for _, a in heads]
+            self._cond.notify_all()
+            return group
+
+    def _ready(self) -> int:
+        return sum(1 for q in self._queues if q)
 
 
 class ThreadedRun:
@@ -323,7 +522,7 @@ class ThreadedRun:
         self.actor_failures: queue.Queue = queue.Queue()
         self.restarts = 0
         self.heartbeats: dict[str, float] = {}
-        self.items: queue.Queue = queue.Queue(maxsize=cfg.queue_capacity * cfg.items_per_batch)
+        self.calls = CallQueues(cfg.num_actors, capacity=2)
         self.batches: queue.Queue = queue.Queue(maxsize=cfg.queue_capacity)
         self.threads: list[threading.Thread] = []
         self._key = jax.random.PRNGKey(cfg.seed + 7919)
@@ -351,10 +550,13 @@ class ThreadedRun:
                 continue
         raise Stop
 
-    def _guard(self, name: str, loop: Callable[[], None], actor: int | None) -> Callable:
+    def _guard(
+        self, name: str, loop: Callable[[], None], actor: int | None, device: jax.Device
+    ) -> Callable:
         def body():
             try:
-                loop()
+                with stage_context(device, self.system.cfg.transfer_guard):
+                    loop()
             except Stop:
                 pass
             except BaseException:  # noqa: BLE001 - reported to the main thread
@@ -367,8 +569,11 @@ class ThreadedRun:
 
         return body
 
-    def _spawn(self, name: str, loop: Callable[[], None], actor: int | None = None) -> None:
-        t = threading.Thread(target=self._guard(name, loop, actor), name=f"ald-{name}", daemon=True)
+    def _spawn(
+        self, name: str, loop: Callable[[], None], device: jax.Device, actor: int | None = None
+    ) -> None:
+        body = self._guard(name, loop, actor, device)
+        t = threading.Thread(target=body, name=f"ald-{name}", daemon=True)
         self.heartbeats[t.name] = time.monotonic()
         self.threads.append(t)
         t.start()
@@ -398,7 +603,7 @@ class ThreadedRun:
             self._key, key = jax.random.split(self._key)
             self.system.carries[i] = self.system.c.init_carry(key, cfg.envs_per_actor, i)
             self.threads = [t for t in self.threads if t.name != name]
-            self._spawn(f"actor-{i}", lambda i=i: self._actor_loop(i), actor=i)
+            self._spawn_actor(i)
         now = time.monotonic()
         for t in self.threads:
             beat = self.heartbeats.get(t.name, now)
@@ -417,19 +622,21 @@ class ThreadedRun:
     def _actor_loop(self, i: int) -> None:
         while not self.stop.is_set():
             self._beat()
-            for traj in self.system.act(i):
-                self._put(self.items, (i, traj))
+            call = self.system.act(i)
+            while not self.calls.put(call, timeout=self.TIMEOUT):
+                self._beat()
+                if self.stop.is_set():
+                    raise Stop
 
     def _runner_loop(self) -> None:
-        pending = []
+        s = self.system
         while not self.stop.is_set():
-            i, traj = self._get(self.items)
             self._beat()
-            pending.append(self.system.run_runner(i, traj))
-            if len(pending) == self.system.cfg.items_per_batch:
-                batch = self.system.add_batch(pending)
-                pending = []
-                self._put(self.batches, batch)
+            group = self.calls.take_group(s.c.group_calls, timeout=self.TIMEOUT)
+            if group is None:
+                continue
+            for batch in s.run_runner(group):
+                self._put(self.batches, s.add_batch(batch))
 
     def _learner_loop(self) -> None:
         s = self.system
@@ -461,14 +668,17 @@ class ThreadedRun:
             self._beat()
             s.distill()
 
+    def _spawn_actor(self, i: int) -> None:
+        self._spawn(f"actor-{i}", lambda: self._actor_loop(i), self.system.roles.actor, actor=i)
+
     def start(self) -> None:
         s = self.system
         for i in range(s.cfg.num_actors):
-            self._spawn(f"actor-{i}", lambda i=i: self._actor_loop(i), actor=i)
-        self._spawn("runner", self._runner_loop)
-        self._spawn("learner", self._learner_loop)
+            self._spawn_actor(i)
+        self._spawn("runner", self._runner_loop, s.roles.learner)
+        self._spawn("learner", self._learner_loop, s.roles.learner)
         if s.replay is not None:
-            self._spawn("distill", self._distill_loop)
+            self._spawn("distill", self._distill_loop, s.roles.distill[0])
 
     def shutdown(self, timeout: float = 5.0) -> list[str]:
         """Stops every thread; returns the names of threads still alive after ``timeout``."""
@@ -487,21 +697,31 @@ class ThreadedRun:
 def warm_up(system: System) -> None:
     """Compiles every jitted function once before threads start (compiling holds the GIL).
 
-    Runs each stage on copies and throws the results away: the run's state is unchanged.
+    Each function is compiled inside the same ``stage_context`` its stage thread enters (the
+    default device and transfer guard are part of JAX's compile cache key). Runs each stage on
+    copies and throws the results away: the run's state is unchanged. ``system.templates``
+    records the shapes a checkpoint's calls and replay batches have.
     """
-    cfg = system.cfg
-    _, params = system.actor_server.get()
-    _, trajs, _ = system.c.rollout(params, system.carries[0], 0)
-    carry_traj = split_chunks(jax.tree.map(np.asarray, trajs))[0]
-    _, target = system.runner_server.get()
-    traj, _ = system.c.runner(target, carry_traj, system.runner_states[0])
-    batch = concat_batches([traj] * cfg.items_per_batch) if cfg.items_per_batch > 1 else traj
-    system.templates = {"chunk": traj, "replay": batch._replace(learner_state=())}
-    out = system.c.learner_update(system.learner_state, batch)
-    jax.block_until_ready(out)
+    cfg, c, roles = system.cfg, system.c, system.roles
+    guard = cfg.transfer_guard
+    with stage_context(roles.actor, guard):
+        latest = system.actor_server.latest()
+        _, trajs, _ = c.rollout(latest.params, system.carries[0], latest.version_array)
+    with stage_context(roles.learner, guard):
+        calls = jax.device_put((trajs,) * c.group_calls, roles.learner)
+        states = tuple(system.runner_states[:1]) * c.group_calls
+        _, target = system.runner_server.get()
+        batches, _ = c.group_runner(target, calls, states)
+        batch = batches[0]
+        jax.block_until_ready(c.learner_update(system.learner_state, batch))
+    system.templates = {
+        "call": jax.device_get(trajs),
+        "replay": jax.device_get(trajectory.without_learner_state(batch)),
+    }
     if system.replay is not None:
-        stripped = batch._replace(learner_state=())
-        many = concat_batches([stripped] * cfg.num_distill) if cfg.num_distill > 1 else stripped
-        out = system.c.distill_update(system.distill_state, jax.tree.map(lambda x: x[None], many))
-        jax.block_until_ready(out)
-    jax.block_until_ready(jnp.zeros(()))
+        with stage_context(roles.distill[0], guard):
+            mesh = roles.distill_mesh()
+            stripped = trajectory.without_learner_state(batch)
+            stripped = jax.device_put(stripped, trajectory.batch_shardings(stripped, mesh))
+            out = c.distill_update(system.distill_state, [stripped] * cfg.num_distill)
+            jax.block_until_ready(out)

@@ -118,6 +118,8 @@ SHARDED = textwrap.dedent(
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax, jax.numpy as jnp, numpy as np, optax
     from ald_jax.learners import init_distill_state, jit_distill_update, make_distill_update
+    from ald_jax.learners.distill import place_distill_state
+    from ald_jax.trajectory import batch_shardings
     from ald_jax.networks import LSTMNetwork
     from ald_jax.testing import fake_trajectory
     assert len(jax.devices()) == 2, jax.devices()
@@ -130,13 +132,14 @@ SHARDED = textwrap.dedent(
                                obs_shape=(3, 3, 2), actor_net=net, actor_params=p,
                                learner_net=teacher, learner_params=tp)._replace(learner_state=())
                for i in range(3)]
-    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
     opt = optax.adam(1e-2)
     update = make_distill_update(net, opt, alpha_pi=1.0, alpha_v=0.5)
     one = jit_distill_update(update, jax.devices()[:1])
     two = jit_distill_update(update, jax.devices()[:2])
-    s1, m1 = one(init_distill_state(p, opt), stacked)
-    s2, m2 = two(init_distill_state(p, opt), stacked)
+    s1, m1 = one(init_distill_state(p, opt), batches)
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ("data",))
+    placed = [jax.device_put(b, batch_shardings(b, mesh)) for b in batches]
+    s2, m2 = two(place_distill_state(init_distill_state(p, opt), jax.devices()[:2]), placed)
     leaf = jax.tree.leaves(s2.params)[0]
     assert len(leaf.sharding.device_set) == 2, leaf.sharding
     for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
@@ -145,8 +148,8 @@ SHARDED = textwrap.dedent(
                   zip(jax.tree.leaves(p), jax.tree.leaves(s2.params)))
     assert changed
     try:
-        odd = stacked._replace(action=stacked.action[:, :, :7])
-        jit_distill_update(update, jax.devices()[:2])(init_distill_state(p, opt), odd)
+        odd = batches[0]._replace(action=batches[0].action[:, :7])
+        jit_distill_update(update, jax.devices()[:2])(init_distill_state(p, opt), [odd])
     except ValueError as e:
         assert "divisible" in str(e), e
     else:

@@ -237,7 +237,7 @@ def test_several_chunks_per_call_equal_the_same_chunks_one_call_at_a_time():
     import envs_jax
     from ald_jax.actors.rollout import init_actor_carry, make_chunked_rollout, make_rollout
     from ald_jax.networks import LSTMNetwork
-    from ald_jax.runtime import split_chunks
+    from ald_jax.trajectory import take_chunk
 
     env, env_params = envs_jax.make("imaze5")
     net = LSTMNetwork(num_actions=env.num_actions, hidden_size=8, torso_sizes=(8,))
@@ -254,7 +254,7 @@ def test_several_chunks_per_call_equal_the_same_chunks_one_call_at_a_time():
         expected.append(traj)
         expected_stats.append(stats)
     many_carry, trajs, stats = many(params, carry0, 7)
-    chunks = split_chunks(jax.tree.map(np.asarray, trajs))
+    chunks = [take_chunk(jax.tree.map(np.asarray, trajs), k) for k in range(3)]
 
     assert len(chunks) == 3
     for got, want in zip(chunks, expected, strict=True):
@@ -275,8 +275,8 @@ def test_lockstep_with_several_chunks_per_call_runs_every_chunk_through_the_lear
     c = system.counters
     chunk_steps = TINY["unroll_length"] * TINY["envs_per_actor"]
     per_batch = TINY["batch_size"] * TINY["unroll_length"]
-    # every collected step is in a learner batch or in the partial batch still being assembled
-    assert c.env_steps == c.learner_updates * per_batch + len(system.pending) * chunk_steps
+    # every collected step is in a learner batch or in the runner group still being assembled
+    assert c.env_steps == c.learner_updates * per_batch + len(system.pending) * 3 * chunk_steps
     assert c.env_steps % (3 * chunk_steps) == 0  # whole calls of 3 chunks
     # actors still take turns, one call each
     assert c.actor_env_steps[0] - c.actor_env_steps[1] in (0, 3 * chunk_steps)

@@ -126,7 +126,7 @@ def test_sixty_second_soak_with_injected_stalls_never_deadlocks():
 
     act, runner, learn, distill = system.act, system.run_runner, system.learn, system.distill
     system.act = lambda i: (stall(0.2, 0.3), act(i))[1]
-    system.run_runner = lambda i, t: (stall(0.1, 0.3), runner(i, t))[1]
+    system.run_runner = lambda group: (stall(0.1, 0.3), runner(group))[1]
     system.learn = lambda b: (stall(0.1, 0.6), learn(b))[1]
     system.distill = lambda: (stall(0.1, 0.4), distill())[1]
     _crash_on_call(system, actor=0, n=40)

@@ -50,21 +50,28 @@ def envpool_spec(name: str) -> EnvpoolSpec:
     return spec
 
 
-def init_envpool_carry(spec: EnvpoolSpec, network: Any, key: jax.Array, num_envs: int, seed: int):
+def init_envpool_carry(
+    spec: EnvpoolSpec, network: Any, key: jax.Array, num_envs: int, seed: int, device=None
+):
+    """A fresh pool of ``num_envs`` envs; the network state and key live on ``device``."""
     from envs_jax.envpool_adapter import EnvpoolAdapter
 
     adapter = EnvpoolAdapter(spec.task_id, num_envs=num_envs, seed=seed)
     obs = adapter.reset()
-    return EnvpoolCarry(
-        adapter, obs, np.ones((num_envs,), bool), network.initial_state(num_envs), key
-    )
+    with jax.default_device(device):
+        net_state = network.initial_state(num_envs)
+    net_state, key = jax.device_put((net_state, key), device)
+    return EnvpoolCarry(adapter, obs, np.ones((num_envs,), bool), net_state, key)
 
 
-def make_envpool_rollout(network: Any, num_actions: int, unroll_length: int, chunks: int = 1):
+def make_envpool_rollout(
+    network: Any, num_actions: int, unroll_length: int, chunks: int = 1, device=None
+):
     """Builds ``rollout(params, carry, version) -> (carry, trajectories, stats)`` for envpool.
 
     Like ``make_chunked_rollout``: ``chunks`` consecutive chunks, leaves stacked on a leading
-    ``[chunks]`` axis.
+    ``[chunks]`` axis. Observations go to ``device`` (the actor device) explicitly each step, the
+    finished trajectories in one transfer per chunk; the episode statistics stay on the host.
     """
 
     @jax.jit
@@ -76,7 +83,7 @@ def make_envpool_rollout(network: Any, num_actions: int, unroll_length: int, chu
     def rollout(params: PyTree, carry: EnvpoolCarry, version: int):
         key, noise_key = jax.random.split(carry.key)
         num_envs = carry.first.shape[0]
-        noise = np.asarray(jax.random.gumbel(noise_key, (unroll_length, num_envs, num_actions)))
+        noise = jax.device_get(jax.random.gumbel(noise_key, (unroll_length, num_envs, num_actions)))
         obs, first, net_state = carry.obs, carry.first, carry.net_state
         rec: dict[str, list] = {
             k: []
@@ -95,8 +102,9 @@ def make_envpool_rollout(network: Any, num_actions: int, unroll_length: int, chu
             )
         }
         for t in range(unroll_length):
-            logits, net_state, action = policy_step(params, obs, net_state, first, noise[t])
-            action = np.asarray(action)
+            inputs = jax.device_put((obs, first, noise[t]), device)
+            logits, net_state, action = policy_step(params, inputs[0], net_state, *inputs[1:])
+            action = np.asarray(jax.device_get(action))
             res = carry.adapter.step(action)
             for k, v in (
                 ("obs", obs),
@@ -114,19 +122,25 @@ def make_envpool_rollout(network: Any, num_actions: int, unroll_length: int, chu
                 rec[k].append(v)
             obs, first = res.obs, res.first
         stack = lambda k: np.stack(rec[k])  # noqa: E731
+        host = jax.device_put(
+            dict(
+                obs=np.concatenate([stack("obs"), obs[None]]),
+                first=np.concatenate([stack("first"), first[None]]),
+                action=stack("action").astype(np.int32),
+                reward=stack("reward").astype(np.float32),
+                discount=stack("discount").astype(np.float32),
+                valid=stack("valid"),
+            ),
+            device,
+        )
         traj = Trajectory(
-            obs=jnp.asarray(np.concatenate([stack("obs"), obs[None]])),
-            first=jnp.asarray(np.concatenate([stack("first"), first[None]])),
-            action=jnp.asarray(stack("action"), jnp.int32),
-            reward=jnp.asarray(stack("reward"), jnp.float32),
-            discount=jnp.asarray(stack("discount"), jnp.float32),
-            valid=jnp.asarray(stack("valid")),
+            **host,
             behaviour_logits=jnp.stack(rec["logits"]),
             actor_state=carry.net_state,
             learner_state=(),
             learner_logits=(),
             learner_value=(),
-            version=jnp.full((num_envs,), version, jnp.int32),
+            version=jnp.broadcast_to(version, (num_envs,)).astype(jnp.int32),
         )
         stats = EpisodeStats(
             done=stack("done"),
@@ -141,7 +155,8 @@ def make_envpool_rollout(network: Any, num_actions: int, unroll_length: int, chu
         for _ in range(chunks):
             carry, traj, stats = rollout(params, carry, version)
             out.append((traj, stats))
-        trajectories, stats = jax.tree.map(lambda *xs: np.stack(xs), *out)
+        trajectories = jax.tree.map(lambda *xs: jnp.stack(xs), *(t for t, _ in out))
+        stats = jax.tree.map(lambda *xs: np.stack(xs), *(s for _, s in out))
         return carry, trajectories, stats
 
     return many

@@ -6,7 +6,7 @@ from ald_jax.learners.distill import (
     jit_distill_update,
     make_distill_update,
 )
-from ald_jax.learners.runner import make_learner_runner
+from ald_jax.learners.runner import make_group_runner, make_learner_runner
 from ald_jax.learners.vmpo import (
     Duals,
     LearnerState,
@@ -23,6 +23,7 @@ __all__ = [
     "init_learner_state",
     "jit_distill_update",
     "make_distill_update",
+    "make_group_runner",
     "make_learner_runner",
     "make_learner_update",
     "unroll_with_bootstrap",

@@ -5,9 +5,10 @@ Batches come from replay and already hold the learner runner's outputs (``learne
 collected (``batch.actor_state``) -- a stored-state approximation: that state was computed by
 the actor params of that time, as in R2D2.
 
-Data parallelism (SPEC §6): the update is written for one batch ``[T, B]``; ``jit_distill_update``
-shards the batch axis over the given devices (params replicated), and XLA averages the gradients
-across them. On one device, the ``N_D`` batches of one update are simply one wider batch.
+Data parallelism (docs/design.md, "Devices"): the update is written for one batch ``[T, B]``;
+``jit_distill_update`` takes the ``N_D`` replay batches of one update, each split over the given
+devices (params replicated), merges them into one wider batch inside the jit, and XLA averages
+the gradients across the devices.
 ``num_updates`` sequential updates run inside one call (``lax.scan``) to amortise dispatch.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ald_jax import trajectory
 from ald_jax.learners.guard import guarded
 from ald_jax.losses import ald_loss
 from ald_jax.types import PyTree, Trajectory
@@ -89,54 +91,39 @@ def make_distill_update(
     return update
 
 
-def jit_distill_update(update: Callable, devices: Sequence[jax.Device] | None = None) -> Callable:
-    """Jits ``update`` with the batch axis (axis 2 of ``[U, T, B]``; axis 1 of recurrent states
-    ``[U, B, ...]``) sharded over ``devices`` and params replicated.
+def jit_distill_update(update: Callable, devices: Sequence[jax.Device]) -> Callable:
+    """``call(state, batches) -> (state, metrics)``: one jitted update on ``N_D`` replay batches.
 
-    With one device this is a plain ``jax.jit``. The batch width must divide by the device count.
+    ``batches`` is a sequence of ``Trajectory`` batches ``[T, B]`` whose columns are split over
+    ``devices`` (as replay stores them, ``ald_jax.trajectory.batch_shardings``); the state is
+    replicated on every device. Inside the jit the batches become one ``[T, N_D * B]`` batch
+    without moving data between devices (``merge_device_local``), the gradients are averaged
+    across devices by XLA, and the new state comes back replicated. ``B`` must divide by the
+    device count.
     """
-    devices = list(devices) if devices is not None else jax.devices()[:1]
-    if len(devices) == 1:
-        return jax.jit(update)
+    devices = list(devices)
     mesh = Mesh(np.asarray(devices), ("data",))
     replicated = NamedSharding(mesh, PartitionSpec())
-    time_major = NamedSharding(mesh, PartitionSpec(None, None, "data"))
-    state_major = NamedSharding(mesh, PartitionSpec(None, "data"))
-    version_major = state_major
 
-    def batch_shardings(batch: Trajectory) -> Trajectory:
-        tm = lambda x: time_major  # noqa: E731
-        return Trajectory(
-            obs=tm(batch.obs),
-            first=tm(batch.first),
-            action=tm(batch.action),
-            reward=tm(batch.reward),
-            discount=tm(batch.discount),
-            valid=tm(batch.valid),
-            behaviour_logits=tm(batch.behaviour_logits),
-            actor_state=jax.tree.map(lambda _: state_major, batch.actor_state),
-            learner_state=jax.tree.map(lambda _: state_major, batch.learner_state),
-            learner_logits=tm(batch.learner_logits),
-            learner_value=tm(batch.learner_value),
-            version=version_major,
-        )
+    def merged_update(state: DistillState, batches: tuple):
+        batch = trajectory.merge_device_local(batches, len(devices))
+        return update(state, jax.tree.map(lambda x: x[None], batch))
 
-    jitted = {}
+    jitted = jax.jit(merged_update, out_shardings=replicated)
 
-    def call(state: DistillState, batches: Trajectory):
-        width = batches.action.shape[2]
+    def call(state: DistillState, batches: Sequence[Trajectory]):
+        width = batches[0].action.shape[1]
         if width % len(devices):
             raise ValueError(
                 f"distill batch width {width} must be divisible by the number of devices "
                 f"({len(devices)})"
             )
-        key = jax.tree.structure(batches)
-        if key not in jitted:
-            jitted[key] = jax.jit(
-                update,
-                in_shardings=(jax.tree.map(lambda _: replicated, state), batch_shardings(batches)),
-                out_shardings=(jax.tree.map(lambda _: replicated, state), replicated),
-            )
-        return jitted[key](state, batches)
+        return jitted(state, tuple(batches))
 
     return call
+
+
+def place_distill_state(state: DistillState, devices: Sequence[jax.Device]) -> DistillState:
+    """``state`` replicated on every distill device (one explicit transfer)."""
+    mesh = Mesh(np.asarray(list(devices)), ("data",))
+    return jax.device_put(state, NamedSharding(mesh, PartitionSpec()))

@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ald_jax import trajectory
 from ald_jax.learners.vmpo import unroll_with_bootstrap
 from ald_jax.types import PyTree, Trajectory
 
@@ -33,3 +38,37 @@ def make_learner_runner(network: Any) -> Callable[[PyTree, Trajectory, PyTree], 
         return batch, next_state
 
     return run
+
+
+def make_group_runner(network: Any, batches: int) -> Callable:
+    """Builds ``run_group(target_params, calls, states) -> (learner_batches, next_states)``: the
+    learner runner over several actor calls at once, one (jittable) call per group.
+
+    ``calls`` is a tuple of ``G`` actor calls from distinct actors, each ``K`` consecutive chunks
+    of its own ``E_g`` streams (leaves with a leading ``[K]`` axis); ``states`` are those
+    streams' learner states before the first chunk. The ``K`` chunks are run in order (a
+    ``lax.scan`` carrying every stream's memory from chunk to chunk, exactly as ``K`` separate
+    runner calls would), then the ``K * sum(E_g)`` filled columns are cut into ``batches`` equal
+    learner batches (column ``k * S + s``: chunk ``k`` of stream ``s``, see
+    ``ald_jax.trajectory.fold_chunks``). ``next_states`` are the states before each call's next
+    chunk, one per call.
+    """
+    run = make_learner_runner(network)
+
+    def run_group(target_params: PyTree, calls: tuple, states: tuple):
+        sizes = [c.action.shape[2] for c in calls]
+        chunks = trajectory.concat(calls, leading=1)
+        state = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *states)
+
+        def body(state, chunk):
+            filled, next_state = run(target_params, chunk, state)
+            return next_state, filled
+
+        state, filled = jax.lax.scan(body, state, chunks)
+        columns = trajectory.fold_chunks(filled)
+        offsets = np.cumsum(sizes)[:-1]
+        next_states = [jax.tree.map(lambda x, i=i: jnp.split(x, offsets)[i], state)
+                       for i in range(len(sizes))]
+        return tuple(trajectory.split(columns, batches)), tuple(next_states)
+
+    return run_group

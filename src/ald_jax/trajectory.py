@@ -1,0 +1,115 @@
+"""Operations on the one trajectory layout (``ald_jax.types.Trajectory``), declared once.
+
+Time-major fields are ``[T(+1), B, ...]``: their batch axis is 1. Recurrent states and
+``version`` are batch-major ``[B, ...]``: their batch axis is 0. Every function here takes an
+optional number of ``leading`` axes that come before that layout (e.g. the ``[K]`` chunk axis of
+one actor call). Fields not filled in yet (``()``) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ald_jax.types import Trajectory
+
+BATCH_MAJOR = frozenset({"actor_state", "learner_state", "version"})
+
+
+def batch_axis(field: str) -> int:
+    """The batch axis of ``field`` in the plain layout (no leading axes)."""
+    return 0 if field in BATCH_MAJOR else 1
+
+
+def map_fields(fn: Callable, traj: Trajectory, *rest: Trajectory) -> Trajectory:
+    """``fn(axis, leaf, *other_leaves)`` on every leaf, ``axis`` being the leaf's batch axis."""
+    out = {}
+    for name in Trajectory._fields:
+        axis = batch_axis(name)
+        out[name] = jax.tree.map(
+            lambda *xs, a=axis: fn(a, *xs), getattr(traj, name), *(getattr(t, name) for t in rest)
+        )
+    return Trajectory(**out)
+
+
+def concat(trajs: Sequence[Trajectory], leading: int = 0) -> Trajectory:
+    """Concatenates along the batch axis (streams of ``trajs[0]`` first)."""
+    if len(trajs) == 1:
+        return trajs[0]
+    return map_fields(lambda a, *xs: jnp.concatenate(xs, axis=a + leading), *trajs)
+
+
+def split(traj: Trajectory, pieces: int) -> list[Trajectory]:
+    """``pieces`` equal parts along the batch axis, in order (inverse of ``concat``)."""
+    if pieces == 1:
+        return [traj]
+    width = num_columns(traj) // pieces
+
+    def part(i):
+        return map_fields(
+            lambda a, x: jax.lax.slice_in_dim(x, i * width, (i + 1) * width, axis=a), traj
+        )
+
+    return [part(i) for i in range(pieces)]
+
+
+def fold_chunks(traj: Trajectory) -> Trajectory:
+    """``[K]``-stacked consecutive chunks of ``S`` streams -> one batch of ``K * S`` columns.
+
+    Column ``k * S + s`` is chunk ``k`` of stream ``s``. Time-major leaves ``[K, T, S, ...]``
+    become ``[T, K * S, ...]``; batch-major leaves ``[K, S, ...]`` become ``[K * S, ...]``.
+    """
+
+    def fold(axis, x):
+        if axis == 0:
+            return x.reshape(-1, *x.shape[2:])
+        x = jnp.swapaxes(x, 0, 1)  # [T, K, S, ...]
+        return x.reshape(x.shape[0], -1, *x.shape[3:])
+
+    return map_fields(fold, traj)
+
+
+def take_chunk(traj: Trajectory, k: int) -> Trajectory:
+    """Chunk ``k`` of ``[K]``-stacked chunks."""
+    return jax.tree.map(lambda x: x[k], traj)
+
+
+def num_columns(traj: Trajectory, leading: int = 0) -> int:
+    return traj.action.shape[1 + leading]
+
+
+def batch_shardings(traj: Trajectory, mesh: Mesh, leading: int = 0) -> Trajectory:
+    """``NamedSharding`` per leaf: the batch axis split over the mesh axis ``data``."""
+
+    def spec(axis, x):
+        return NamedSharding(mesh, PartitionSpec(*([None] * (axis + leading)), "data"))
+
+    return map_fields(spec, traj)
+
+
+def merge_device_local(batches: Sequence[Trajectory], num_devices: int) -> Trajectory:
+    """``N`` batches of ``B`` columns -> one batch of ``N * B`` columns, ordered so that each
+    device's part is the concatenation of its own parts of the ``N`` batches (no data moves
+    between devices when every batch's columns are split over ``num_devices``). With one device
+    this is ``concat``. Use inside ``jit``.
+    """
+    if len(batches) == 1:
+        return batches[0]
+
+    def merge(axis, *xs):
+        x = jnp.stack(xs, axis=axis)  # [..., N, B, ...] with N at the batch axis
+        n, b = x.shape[axis], x.shape[axis + 1]
+        shape = x.shape[:axis] + (n, num_devices, b // num_devices) + x.shape[axis + 2 :]
+        x = jnp.swapaxes(x.reshape(shape), axis, axis + 1)  # [..., D, N, B/D, ...]
+        return x.reshape(x.shape[:axis] + (n * b,) + x.shape[axis + 3 :])
+
+    return map_fields(merge, *batches)
+
+
+def without_learner_state(traj: Trajectory) -> Trajectory:
+    """What replay keeps: everything but the learner's recurrent state (distillation only needs
+    the actor's)."""
+    return traj._replace(learner_state=())
