@@ -93,8 +93,8 @@ def test_a_batch_that_needs_more_actors_than_exist_is_rejected():
     # the paper's 30 single-env actors with one chunk per call cannot fill a batch of 64
     # streams from distinct actors (the runner carries each stream's memory chunk to chunk)
     with pytest.raises(ConfigError, match="num_actors=30: .*64 distinct actors"):
-        load_config("debug", ["profile=paper", "chunks_per_call=1"])
-    assert load_config("debug", ["profile=paper"]).chunks_per_call == 8
+        load_config("imaze9", ["profile=paper", "chunks_per_call=1"])
+    assert load_config("imaze9", ["profile=paper"]).chunks_per_call == 8
 
 
 def test_gpu_profile_sizes_the_actors_to_the_cores(monkeypatch):
