@@ -1,0 +1,100 @@
+"""Device placement of the accelerated host, checked on four virtual CPU devices.
+
+Layout: actors ``cpu:0``, learner + learner runner ``cpu:1``, distillation ``cpu:2,cpu:3``. Every
+check runs in a subprocess (``tests/system/four_devices.py``: the device count is fixed when JAX
+starts) under ``jax.transfer_guard("disallow")``, entered in every stage thread, so any implicit
+host-to-device or cross-device transfer fails the run.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _check(name: str, *args: str, timeout: int = 600) -> dict:
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "ALD_JAX_TEST_CACHE": os.environ.get("ALD_JAX_TEST_CACHE", os.path.join(ROOT, ".jax_cache")),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.system.four_devices", name, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=timeout,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+EXPECTED = {
+    "actor call": ["cpu:0"],
+    "actor carry": ["cpu:0"],
+    "actor params": ["cpu:0"],
+    "runner outputs": ["cpu:1"],
+    "runner states": ["cpu:1"],
+    "runner params": ["cpu:1"],
+    "learner state": ["cpu:1"],
+    "replay batches": ["cpu:2", "cpu:3"],
+    "distill state": ["cpu:2", "cpu:3"],
+}
+
+
+@pytest.mark.parametrize("method", ["ald", "gtrxl"])
+def test_every_stage_keeps_its_arrays_on_its_device_in_lockstep(method):
+    out = _check("placement_lockstep", method)
+    assert out["roles"] == "actors cpu:0 | learner+runner cpu:1 | distill cpu:2,cpu:3"
+    expected = {
+        k: v for k, v in EXPECTED.items() if method == "ald" or k not in ("replay batches", "distill state")
+    }
+    assert out["seen"] == expected
+
+
+def test_every_stage_keeps_its_arrays_on_its_device_in_threads():
+    out = _check("placement_threaded", "ald")
+    assert not out["errors"], out["errors"]
+    assert out["updates"] >= 4 and out["distill_updates"] > 0
+    assert out["seen"] == EXPECTED
+
+
+def test_a_planted_implicit_transfer_fails_in_both_schedules():
+    out = _check("planted_transfer")
+    for mode in ("lockstep", "threaded"):
+        assert "Disallowed host-to-device transfer" in out[mode], (mode, out[mode])
+
+
+@pytest.fixture(scope="module")
+def same_run():
+    return _check("same_run")
+
+
+def test_learner_and_distill_on_their_own_devices_give_the_same_run(same_run):
+    one, split = same_run["one"], same_run["split"]
+    assert one["row"]["learner_updates"] > 5 and one["row"]["distill_updates"] > 10
+    assert one["row"] == split["row"]
+    for a, b in zip(one["leaves"], split["leaves"], strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_two_distill_devices_match_one_within_float_tolerance(same_run):
+    one, two = same_run["one"], same_run["two_distill"]
+    assert one["row"]["env_steps"] == two["row"]["env_steps"]
+    for a, b in zip(one["leaves"], two["leaves"], strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ald_learns_imaze5_with_distillation_on_two_devices():
+    out = _check("learns_on_two_distill_devices", timeout=900)
+    assert out["distill_devices"] == ["cpu:2", "cpu:3"]
+    assert out["success_rate"] >= 0.9, out
+    assert abs(out["dprl"] - 2.0) / 2.0 < 0.05
