@@ -2,7 +2,8 @@
 
 Each section measures medians over repeats after a warm-up. Sections: ``envs`` (env steps/s),
 ``networks`` (acting-step latency), ``learners`` (update agent-steps/s), ``actors`` (actor-thread
-env steps/s), ``system`` (the threaded system's env steps/s, 60 s each after warm-up). ``python -m ald_jax.bench --only envs,networks`` runs a subset.
+env steps/s), ``system`` (the threaded system's env steps/s, 60 s each after warm-up).
+``python -m ald_jax.bench --only envs,networks`` runs a subset.
 """
 
 from __future__ import annotations

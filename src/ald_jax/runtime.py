@@ -310,9 +310,7 @@ class System:
             "distill": self.distill_state if self.distill_state is not None else (),
             "actor_params": self.actor_server.get()[1],
             "runner_params": self.runner_server.get()[1],
-            "carries": [
-                c._replace(adapter=None) if self.c.host_env else c for c in self.carries
-            ],
+            "carries": [c._replace(adapter=None) if self.c.host_env else c for c in self.carries],
             "runner_states": list(self.runner_states),
             "replay": stack([jax.device_get(x) for x in replay_items]) if replay_items else (),
             "pending": stack([jax.device_get(x) for x in pending]) if pending else (),

@@ -21,7 +21,9 @@ def _check(name: str, *args: str, timeout: int = 600) -> dict:
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
-        "ALD_JAX_TEST_CACHE": os.environ.get("ALD_JAX_TEST_CACHE", os.path.join(ROOT, ".jax_cache")),
+        "ALD_JAX_TEST_CACHE": os.environ.get(
+            "ALD_JAX_TEST_CACHE", os.path.join(ROOT, ".jax_cache")
+        ),
     }
     proc = subprocess.run(
         [sys.executable, "-m", "tests.system.four_devices", name, *args],
@@ -54,7 +56,9 @@ def test_every_stage_keeps_its_arrays_on_its_device_in_lockstep(method):
     out = _check("placement_lockstep", method)
     assert out["roles"] == "actors cpu:0 | learner+runner cpu:1 | distill cpu:2,cpu:3"
     expected = {
-        k: v for k, v in EXPECTED.items() if method == "ald" or k not in ("replay batches", "distill state")
+        k: v
+        for k, v in EXPECTED.items()
+        if method == "ald" or k not in ("replay batches", "distill state")
     }
     assert out["seen"] == expected
 
@@ -87,7 +91,7 @@ def test_learner_and_distill_on_their_own_devices_give_the_same_run(same_run):
 
 def test_two_distill_devices_match_one_within_float_tolerance(same_run):
     one, two = same_run["one"], same_run["two_distill"]
-    assert one["row"]["env_steps"] == two["row"]["env_steps"]
+    assert one["row"]["learner_updates"] == two["row"]["learner_updates"] > 5
     for a, b in zip(one["leaves"], two["leaves"], strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
 

@@ -67,8 +67,9 @@ def make_group_runner(network: Any, batches: int) -> Callable:
         state, filled = jax.lax.scan(body, state, chunks)
         columns = trajectory.fold_chunks(filled)
         offsets = np.cumsum(sizes)[:-1]
-        next_states = [jax.tree.map(lambda x, i=i: jnp.split(x, offsets)[i], state)
-                       for i in range(len(sizes))]
+        next_states = [
+            jax.tree.map(lambda x, i=i: jnp.split(x, offsets)[i], state) for i in range(len(sizes))
+        ]
         return tuple(trajectory.split(columns, batches)), tuple(next_states)
 
     return run_group
