@@ -15,7 +15,9 @@ asymm_ac   LSTM             LSTM policy+GTrXL value the learner's policy part, e
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
@@ -71,6 +73,7 @@ class Components(NamedTuple):
     distills: bool  # ALD: actor params come from distillation (replay + distill thread)
     host_env: bool  # the environment steps on the host (envpool), not inside the jitted scan
     group_calls: int  # actor calls per learner-runner call (config.runner_group_calls)
+    init_states: Callable  # key -> (learner state, distill state or None); see make_init_states
 
 
 def make_networks(cfg: Config, num_actions: int) -> tuple[Any, Any]:
@@ -161,7 +164,7 @@ def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
         )
     group_calls = runner_group_calls(cfg)
     columns = group_calls * cfg.envs_per_actor * cfg.chunks_per_call
-    return Components(
+    comps = Components(
         env=env,
         env_params=env_params,
         obs_example=obs_example,
@@ -179,19 +182,57 @@ def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
         distills=cfg.method == "ald",
         host_env=env_params is None,
         group_calls=group_calls,
+        init_states=None,
     )
+    return comps._replace(init_states=make_init_states(cfg, comps))
 
 
-def init_states(cfg: Config, comps: Components, key: jax.Array):
-    """Initial (learner state, distill state or None) for a run."""
-    obs_example = comps.obs_example
-    k_learner, k_actor = jax.random.split(key)
-    learner_params = comps.learner_net.init(k_learner, obs_example)
-    learner_state = init_learner_state(
-        learner_params, comps.learner_optimizer, eta_init=cfg.eta_init, alpha_init=cfg.alpha_init
-    )
-    distill_state = None
-    if cfg.method == "ald":
-        actor_params = comps.actor_net.init(k_actor, obs_example)
-        distill_state = init_distill_state(actor_params, comps.distill_optimizer)
-    return learner_state, distill_state
+def make_init_states(cfg: Config, comps: Components) -> Callable:
+    """``init_states(key) -> (learner state, distill state or None)`` for a run."""
+
+    def init_states(key: jax.Array):
+        k_learner, k_actor = jax.random.split(key)
+        learner_params = comps.learner_net.init(k_learner, comps.obs_example)
+        learner_state = init_learner_state(
+            learner_params,
+            comps.learner_optimizer,
+            eta_init=cfg.eta_init,
+            alpha_init=cfg.alpha_init,
+        )
+        distill_state = None
+        if comps.distills:
+            actor_params = comps.actor_net.init(k_actor, comps.obs_example)
+            distill_state = init_distill_state(actor_params, comps.distill_optimizer)
+        return learner_state, distill_state
+
+    return init_states
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The runtime's settings as plain values (``schedule_of`` unpacks a Config into it)."""
+
+    seed: int
+    num_actors: int
+    envs_per_actor: int
+    num_distill: int  # N_D
+    dprl: float
+    target_period: int  # K_L
+    actor_period: int  # K_A
+    learner_steps_per_update: int
+    distill_steps_per_update: int
+    replay_capacity: int
+    queue_capacity: int
+    stats_window: int
+    on_nan: str
+    transfer_guard: str
+    on_actor_failure: str
+    max_actor_restarts: int
+    stall_seconds: float
+    heartbeat_seconds: float
+
+
+def schedule_of(cfg: Config) -> Schedule:
+    fields = {f.name for f in dataclasses.fields(Schedule)}
+    values = {name: getattr(cfg, name) for name in fields}
+    return Schedule(**values)

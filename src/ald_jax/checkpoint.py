@@ -28,8 +28,6 @@ import warnings
 import jax
 import numpy as np
 
-from ald_jax.config import Config
-
 # Fields that may change when a run is resumed (budgets, logging); every other field must match.
 RESUMABLE_CHANGES = {
     "total_env_steps",
@@ -57,9 +55,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be written or used; the message says why."""
 
 
-def config_differences(saved: dict, cfg: Config) -> list[str]:
+def config_differences(saved: dict, now: dict) -> list[str]:
     """Fields (other than budgets/logging) whose values differ between a run and its resume."""
-    now = cfg.to_dict()
     return [
         f"{k}: checkpoint has {saved.get(k)!r}, now {now[k]!r}"
         for k in now
@@ -67,17 +64,55 @@ def config_differences(saved: dict, cfg: Config) -> list[str]:
     ]
 
 
-class Checkpointer:
-    """Writes and restores checkpoints under ``<run_dir>/checkpoints``."""
+def check_resume(run_dir: str, config: dict) -> dict:
+    """The newest checkpoint's meta of ``run_dir`` if ``config`` may resume from it; else
+    ``ConfigError`` naming what is missing or differs. Reads JSON only: runs before compiling."""
+    from ald_jax.config import ConfigError
 
-    def __init__(self, run_dir: str, keep: int = 3):
+    checkpointer = Checkpointer(run_dir)
+    steps = checkpointer.steps()
+    if not steps:
+        raise ConfigError(f"resume={run_dir!r}: no checkpoint there to resume from")
+    with open(os.path.join(checkpointer.path(steps[-1]), "meta.json")) as f:
+        meta = json.load(f)
+    diffs = config_differences(meta.get("config", {}), config)
+    if diffs:
+        raise ConfigError("cannot resume: the config differs in " + "; ".join(diffs))
+    return meta
+
+
+class Checkpointer:
+    """Writes and restores checkpoints under ``<run_dir>/checkpoints``, and decides when one is
+    due: every ``every_seconds`` and/or every ``every_updates`` learner updates (0 = off)."""
+
+    def __init__(
+        self,
+        run_dir: str,
+        keep: int = 3,
+        config: dict | None = None,
+        every_seconds: float = 0.0,
+        every_updates: int = 0,
+    ):
         import orbax.checkpoint as ocp
 
         # orbax wants absolute paths; a relative run_dir (the default runs/...) is made absolute
         self.directory = os.path.abspath(os.path.join(run_dir, "checkpoints"))
         self.keep = keep
+        self.config = config or {}
+        self.every_seconds = every_seconds
+        self.every_updates = every_updates
         self._ocp = ocp
         self.last_save_time = time.monotonic()
+        self.saved_updates = 0
+
+    def due(self, learner_updates: int) -> bool:
+        by_updates = self.every_updates > 0 and (
+            learner_updates - self.saved_updates >= self.every_updates
+        )
+        by_time = (
+            self.every_seconds > 0 and time.monotonic() - self.last_save_time >= self.every_seconds
+        )
+        return by_updates or by_time
 
     # ---- listing ----
     def steps(self) -> list[int]:
@@ -105,7 +140,7 @@ class Checkpointer:
             "env_steps": state_meta["counters"]["env_steps"],
             "wall_time": wall_time,
             **state_meta,
-            "config": system.cfg.to_dict(),
+            "config": self.config,
             "shapes": [list(x.shape) for x in leaves],
             "dtypes": [str(x.dtype) for x in leaves],
         }
@@ -130,6 +165,7 @@ class Checkpointer:
                 "(earlier checkpoints are untouched)"
             ) from None
         self.last_save_time = time.monotonic()
+        self.saved_updates = step
         for old in self.steps()[: -self.keep]:
             shutil.rmtree(self.path(old), ignore_errors=True)
         return final
@@ -154,11 +190,6 @@ class Checkpointer:
         path = self.path(step)
         with open(os.path.join(path, "meta.json")) as f:
             meta = json.load(f)
-        diffs = config_differences(meta["config"], system.cfg)
-        if diffs:
-            raise CheckpointError(
-                "cannot resume: the config differs from the checkpoint's in " + "; ".join(diffs)
-            )
         target_leaves, treedef = jax.tree.flatten(system.state_template(meta))
         shapes = [list(np.shape(x)) for x in target_leaves]
         if shapes != meta["shapes"]:

@@ -28,7 +28,7 @@ def play_episode(env, env_params, network, params, key, max_steps: int = 1000):
     )
 
 
-def write_eval_gif(system, path: str, max_steps: int = 1000) -> str | None:
+def write_eval_gif(system, path: str, max_steps: int = 1000, seed: int = 0) -> str | None:
     """Renders one episode of the current actor params to ``path`` (GIF); JAX envs only."""
     from envs_jax.render import render_state, save_gif
 
@@ -38,7 +38,7 @@ def write_eval_gif(system, path: str, max_steps: int = 1000) -> str | None:
     _, params = system.actor_server.get()
     comps = system.c
     with jax.default_device(system.roles.actor):  # where the actor params live
-        key = jax.random.PRNGKey(system.cfg.seed + 12345)
+        key = jax.random.PRNGKey(seed + 12345)
         states, _, _, _ = play_episode(
             comps.env, comps.env_params, comps.actor_net, params, key, max_steps
         )

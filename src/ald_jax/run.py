@@ -73,151 +73,225 @@ def configure_jax(cfg: Config) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
-    """Runs one training run to its budget; returns the last metric row."""
-    configure_gpu_memory()
-    from tqdm import tqdm
+class Budget:
+    """When a run stops: its env-step budget, its wall-clock budget (``max_seconds``, 0 = none)
+    or its success target (``stop_at_success`` over a full window of ``stats_window`` episodes,
+    0 = off)."""
 
-    from ald_jax.builder import build, roles_of
-    from ald_jax.checkpoint import Checkpointer, CheckpointError, config_differences
-    from ald_jax.evaluate import write_eval_gif
-    from ald_jax.metrics import MetricsWriter
-    from ald_jax.runtime import System, ThreadedRun, run_lockstep, warm_up
+    def __init__(self, cfg: Config):
+        self.total_env_steps = cfg.total_env_steps
+        self.max_seconds = cfg.max_seconds
+        self.stop_at_success = cfg.stop_at_success
+        self.stats_window = cfg.stats_window
 
-    validate(cfg)
-    roles = roles_of(cfg)  # ConfigError for a device that does not exist, before compiling
-    if cfg.resume:  # everything about the resume is checked before compiling
-        run_dir = cfg.resume
-        checkpointer = Checkpointer(run_dir, keep=cfg.checkpoint_keep)
-        if not checkpointer.steps():
-            raise ConfigError(f"resume={run_dir!r}: no checkpoint there to resume from")
-        with open(os.path.join(checkpointer.path(checkpointer.steps()[-1]), "meta.json")) as f:
-            diffs = config_differences(json.load(f)["config"], cfg.replace(run_dir=run_dir))
-        if diffs:
-            raise ConfigError("cannot resume: the config differs in " + "; ".join(diffs))
-    else:
-        run_dir = cfg.run_dir or default_run_dir(cfg)
-    run_dir = prepare_run_dir(run_dir)
-    cfg = cfg.replace(run_dir=run_dir)
-    checkpointer = Checkpointer(run_dir, keep=cfg.checkpoint_keep)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump({**cfg.to_dict(), "resolved_devices": roles.as_dict()}, f, indent=2)
-    configure_jax(cfg)
-    log(f"[ald-jax] {cfg.exp}: method={cfg.method} env={cfg.env} seed={cfg.seed} -> {run_dir}")
-    log(f"[ald-jax] devices: {roles.describe()}")
-
-    t_build = time.perf_counter()
-    comps = build(cfg, roles)
-    system = System(cfg, comps)
-    warm_up(system)
-    log(
-        f"[ald-jax] compiled in {time.perf_counter() - t_build:.1f}s; training "
-        f"({cfg.mode}, {cfg.num_actors} actors x {cfg.envs_per_actor} envs)"
-    )
-    offset, resume_steps = 0.0, None
-    if cfg.resume:
-        meta = checkpointer.restore_latest(system, log=log)
-        if meta is None:
-            raise CheckpointError(f"resume={run_dir!r}: no readable checkpoint")
-        offset, resume_steps = meta["wall_time"], meta["env_steps"]
-        log(
-            f"[ald-jax] resumed from learner update {meta['step']} "
-            f"({resume_steps} env steps, {offset:.0f}s)"
+    def reached(self, env_steps: int, elapsed: float, successes: list) -> bool:
+        over_time = self.max_seconds > 0 and elapsed >= self.max_seconds
+        solved = (
+            self.stop_at_success > 0
+            and len(successes) == self.stats_window
+            and sum(successes) / len(successes) >= self.stop_at_success
         )
+        return env_steps >= self.total_env_steps or over_time or solved
 
-    writer = MetricsWriter(run_dir, resume_env_steps=resume_steps)
-    start = time.perf_counter() - offset
-    last = {"t": time.perf_counter()}
-    saved = {"updates": system.counters.learner_updates}
 
-    def checkpoint_due() -> bool:
-        c = system.counters
-        by_updates = (
-            cfg.checkpoint_updates > 0
-            and c.learner_updates - saved["updates"] >= cfg.checkpoint_updates
-        )
-        by_time = (
-            cfg.checkpoint_seconds > 0
-            and time.monotonic() - checkpointer.last_save_time >= cfg.checkpoint_seconds
-        )
-        return by_updates or by_time
+class Progress:
+    """The progress bar and the metric rows (one every ``log_interval`` seconds)."""
 
-    def save_checkpoint() -> None:
-        checkpointer.save(system, time.perf_counter() - start)
-        saved["updates"] = system.counters.learner_updates
+    def __init__(self, cfg: Config, writer, progress: bool):
+        from tqdm import tqdm
 
-    def on_batch() -> None:
-        if checkpoint_due():
-            save_checkpoint()
+        self.writer = writer
+        self.interval = cfg.log_interval
+        self.total = cfg.total_env_steps
+        self.bar = tqdm(total=self.total, unit="step", disable=not progress, dynamic_ncols=True)
+        self.row: dict = {}
+        self._last = time.perf_counter()
 
-    row: dict = {}
-    bar = tqdm(total=cfg.total_env_steps, unit="step", disable=not progress, dynamic_ncols=True)
-
-    def solved() -> bool:
-        """Success over a full window of ``stats_window`` episodes reached ``stop_at_success``."""
-        if cfg.stop_at_success <= 0:
-            return False
-        with system.lock:
-            successes = [s for _, s, _ in system.episodes]
-        return (
-            len(successes) == cfg.stats_window
-            and sum(successes) / len(successes) >= cfg.stop_at_success
-        )
-
-    def budget_done() -> bool:
-        over_time = cfg.max_seconds > 0 and time.perf_counter() - start >= cfg.max_seconds
-        return system.counters.env_steps >= cfg.total_env_steps or over_time or solved()
-
-    def tick(force: bool = False) -> None:
-        nonlocal row
+    def tick(self, system, elapsed: float, force: bool = False) -> None:
         now = time.perf_counter()
-        bar.n = min(system.counters.env_steps, cfg.total_env_steps)
-        if force or now - last["t"] >= cfg.log_interval:
-            last["t"] = now
-            row = system.snapshot(now - start)
-            writer.write(row, step=int(row["env_steps"]))
-            bar.set_postfix(
+        self.bar.n = min(system.counters.env_steps, self.total)
+        if force or now - self._last >= self.interval:
+            self._last = now
+            self.row = row = system.snapshot(elapsed)
+            self.writer.write(row, step=int(row["env_steps"]))
+            self.bar.set_postfix(
                 sps=f"{row['env_steps'] / max(row['wall_time'], 1e-9):.0f}",
                 ret=f"{row.get('episode_return', float('nan')):.2f}",
                 succ=f"{row.get('success_rate', float('nan')):.2f}",
                 dprl=f"{row['dprl_achieved']:.1f}",
             )
-        bar.refresh()
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()
+
+
+def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
+    """Runs one training run to its budget; returns the last metric row.
+
+    The steps: prepare the run directory (and check a resume), build and warm up, restore,
+    drive the chosen schedule, finish (final checkpoint, evaluation GIF, summary).
+    """
+    configure_gpu_memory()
+    cfg, roles, resume_meta = prepare(cfg, log)
+    budget = Budget(cfg)
+    if resume_meta is not None and _finished(budget, resume_meta):
+        return _already_finished(cfg.run_dir, resume_meta, log)
+    system = build_system(cfg, roles, log)
+    checkpointer = _checkpointer(cfg)
+    offset = restore(system, checkpointer, resume_meta, log)
+    writer = _metrics_writer(cfg.run_dir, resume_meta)
+    reporter = Progress(cfg, writer, progress)
+    start = time.perf_counter() - offset
+    interrupted = drive(cfg, system, budget, reporter, checkpointer, start, log)
+    return finish(cfg, system, reporter.row, interrupted, log)
+
+
+def prepare(cfg: Config, log) -> tuple[Config, object, dict | None]:
+    """Validates everything that can be checked before compiling (config, devices, a resume),
+    creates the run directory and writes ``config.json``; returns ``(cfg with its run_dir,
+    device roles, the resumed checkpoint's meta or None)``."""
+    from ald_jax.builder import roles_of
+    from ald_jax.checkpoint import check_resume
+
+    validate(cfg)
+    roles = roles_of(cfg)  # ConfigError for a device that does not exist
+    resume_meta = None
+    if cfg.resume:
+        cfg = cfg.replace(run_dir=cfg.resume)
+        resume_meta = check_resume(cfg.resume, cfg.to_dict())
+    else:
+        cfg = cfg.replace(run_dir=cfg.run_dir or default_run_dir(cfg))
+    prepare_run_dir(cfg.run_dir)
+    configure_jax(cfg)
+    log(f"[ald-jax] {cfg.exp}: method={cfg.method} env={cfg.env} seed={cfg.seed} -> {cfg.run_dir}")
+    log(f"[ald-jax] devices: {roles.describe()}")
+    if resume_meta is None or not _finished(Budget(cfg), resume_meta):
+        with open(os.path.join(cfg.run_dir, "config.json"), "w") as f:
+            json.dump({**cfg.to_dict(), "resolved_devices": roles.as_dict()}, f, indent=2)
+    return cfg, roles, resume_meta
+
+
+def _finished(budget: Budget, meta: dict) -> bool:
+    successes = [bool(s) for _, s, _ in meta["episodes"]]
+    return budget.reached(meta["env_steps"], meta["wall_time"], successes)
+
+
+def _already_finished(run_dir: str, meta: dict, log) -> dict:
+    """A resumed run whose checkpoint already meets its budget: say so and change nothing."""
+    log(
+        f"[ald-jax] {run_dir} already finished ({meta['env_steps']} env steps, "
+        f"{meta['wall_time']:.0f}s): nothing to resume; raise total_env_steps or max_seconds "
+        "to train further"
+    )
+    path = os.path.join(run_dir, "summary.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return {"env_steps": meta["env_steps"], "wall_time": meta["wall_time"]}
+
+
+def build_system(cfg: Config, roles, log):
+    """Components, the System and every function compiled (before any thread starts)."""
+    from ald_jax.builder import build, schedule_of
+    from ald_jax.runtime import System, warm_up
+
+    t_build = time.perf_counter()
+    system = System(schedule_of(cfg), build(cfg, roles))
+    warm_up(system)
+    log(
+        f"[ald-jax] compiled in {time.perf_counter() - t_build:.1f}s; training "
+        f"({cfg.mode}, {cfg.num_actors} actors x {cfg.envs_per_actor} envs)"
+    )
+    return system
+
+
+def _checkpointer(cfg: Config):
+    from ald_jax.checkpoint import Checkpointer
+
+    return Checkpointer(
+        cfg.run_dir,
+        keep=cfg.checkpoint_keep,
+        config=cfg.to_dict(),
+        every_seconds=cfg.checkpoint_seconds,
+        every_updates=cfg.checkpoint_updates,
+    )
+
+
+def restore(system, checkpointer, resume_meta: dict | None, log) -> float:
+    """Restores the newest readable checkpoint when resuming; returns the wall-clock offset."""
+    from ald_jax.checkpoint import CheckpointError
+
+    checkpointer.saved_updates = system.counters.learner_updates
+    if resume_meta is None:
+        return 0.0
+    meta = checkpointer.restore_latest(system, log=log)
+    if meta is None:
+        raise CheckpointError(f"resume={checkpointer.directory!r}: no readable checkpoint")
+    checkpointer.saved_updates = system.counters.learner_updates
+    log(
+        f"[ald-jax] resumed from learner update {meta['step']} "
+        f"({meta['env_steps']} env steps, {meta['wall_time']:.0f}s)"
+    )
+    resume_meta.update(meta)  # the checkpoint actually used (a fallback may be older)
+    return meta["wall_time"]
+
+
+def _metrics_writer(run_dir: str, resume_meta: dict | None):
+    from ald_jax.metrics import MetricsWriter
+
+    steps = None if resume_meta is None else resume_meta["env_steps"]
+    return MetricsWriter(run_dir, resume_env_steps=steps)
+
+
+def drive(cfg: Config, system, budget: Budget, reporter, checkpointer, start, log) -> bool:
+    """Runs the schedule until the budget is reached or Ctrl-C; returns whether interrupted.
+
+    Metric rows and checkpoints are written on the way (in lockstep only after whole runner
+    groups, so that a resume is exact); the final checkpoint is written here too.
+    """
+    from ald_jax.runtime import run_lockstep, run_threaded
+
+    def should_stop() -> bool:
+        with system.lock:
+            successes = [s for _, s, _ in system.episodes]
+        elapsed = time.perf_counter() - start
+        return budget.reached(system.counters.env_steps, elapsed, successes)
+
+    def save() -> None:
+        checkpointer.save(system, time.perf_counter() - start)
+
+    def checkpoint_if_due() -> None:
+        if checkpointer.due(system.counters.learner_updates):
+            save()
+
+    def tick() -> None:
+        reporter.tick(system, time.perf_counter() - start)
 
     interrupted = False
     try:
         if cfg.mode == "lockstep":
-            run_lockstep(system, budget_done, on_tick=tick, on_batch=on_batch)
+            run_lockstep(system, should_stop, on_tick=tick, on_batch=checkpoint_if_due)
         else:
-            threaded = ThreadedRun(system, log=log)
-            threaded.start()
-            next_check = time.monotonic()
-            try:
-                while not budget_done() and not threaded.stop.is_set():
-                    time.sleep(0.1)
-                    tick()
-                    if time.monotonic() >= next_check:
-                        next_check = time.monotonic() + cfg.heartbeat_seconds
-                        threaded.supervise()
-                    if checkpoint_due():
-                        save_checkpoint()  # a snapshot while threads run (see checkpoint.py)
-            finally:
-                alive = threaded.shutdown(timeout=5.0)
-                if alive:
-                    log(f"[ald-jax] warning: threads still running after 5s: {alive}")
-            threaded.raise_errors()
+            run_threaded(system, should_stop, on_tick=tick, on_check=checkpoint_if_due, log=log)
     except KeyboardInterrupt:
         interrupted = True
         log("\n[ald-jax] interrupted: stopping and writing what we have")
         _ignore_further_interrupts()  # a second Ctrl-C must not lose the final checkpoint
     finally:
-        tick(force=True)
-        bar.close()
-        writer.close()
-    save_checkpoint()  # at the end or on Ctrl-C (not after a crash: the last good one stays)
+        reporter.tick(system, time.perf_counter() - start, force=True)
+        reporter.close()
+    save()  # at the end or on Ctrl-C (not after a crash: the last good one stays)
+    return interrupted
+
+
+def finish(cfg: Config, system, row: dict, interrupted: bool, log) -> dict:
+    """The evaluation GIF, the closing line and ``summary.json``."""
+    from ald_jax.evaluate import write_eval_gif
 
     if cfg.eval_gif and not interrupted:
-        path = write_eval_gif(system, os.path.join(run_dir, "eval.gif"))
+        path = write_eval_gif(system, os.path.join(cfg.run_dir, "eval.gif"), seed=cfg.seed)
         log(f"[ald-jax] evaluation episode: {path}")
     log(
         "[ald-jax] done: env_steps={env_steps:.0f} wall={wall_time:.0f}s "
@@ -228,7 +302,7 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
             **row,
         )
     )
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+    with open(os.path.join(cfg.run_dir, "summary.json"), "w") as f:
         json.dump({**row, "interrupted": interrupted}, f, indent=2)
     return row
 

@@ -36,8 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ald_jax import trajectory
-from ald_jax.builder import Components, init_states
-from ald_jax.config import Config
+from ald_jax.builder import Components, Schedule
 from ald_jax.learners.distill import place_distill_state
 from ald_jax.learners.guard import nonfinite_names
 from ald_jax.replay import Replay
@@ -128,13 +127,13 @@ class System:
     them is one explicit ``jax.device_put``.
     """
 
-    def __init__(self, cfg: Config, comps: Components, key: jax.Array | None = None):
-        self.cfg = cfg
+    def __init__(self, schedule: Schedule, comps: Components, key: jax.Array | None = None):
+        self.schedule = sch = schedule
         self.c = comps
         self.roles = roles = comps.roles
-        key = jax.random.PRNGKey(cfg.seed) if key is None else key
+        key = jax.random.PRNGKey(sch.seed) if key is None else key
         key, init_key = jax.random.split(key)
-        learner_state, distill_state = init_states(cfg, comps, init_key)
+        learner_state, distill_state = comps.init_states(init_key)
         self.learner_state = jax.device_put(learner_state, roles.learner)
         self.distill_state = None
         if comps.distills:
@@ -144,22 +143,22 @@ class System:
             actor_params = comps.actor_params_of(self.learner_state.params)
         self.actor_server = ParamServer(actor_params, roles.actor)
         self.runner_server = ParamServer(self.learner_state.target_params, roles.learner)
-        actor_keys = jax.device_put(jax.random.split(key, cfg.num_actors), roles.actor)
+        actor_keys = jax.device_put(jax.random.split(key, sch.num_actors), roles.actor)
         self.carries: list = [
-            comps.init_carry(actor_keys[i], cfg.envs_per_actor, i) for i in range(cfg.num_actors)
+            comps.init_carry(actor_keys[i], sch.envs_per_actor, i) for i in range(sch.num_actors)
         ]
         with jax.default_device(roles.learner):
-            initial = comps.learner_net.initial_state(cfg.envs_per_actor)
-        self.runner_states = [jax.device_put(initial, roles.learner)] * cfg.num_actors
+            initial = comps.learner_net.initial_state(sch.envs_per_actor)
+        self.runner_states = [jax.device_put(initial, roles.learner)] * sch.num_actors
         self.replay = None
         if comps.distills:
             mesh = roles.distill_mesh()
             place = lambda b: jax.device_put(b, trajectory.batch_shardings(b, mesh))  # noqa: E731
-            self.replay = Replay(cfg.replay_capacity, seed=cfg.seed, place=place)
+            self.replay = Replay(sch.replay_capacity, seed=sch.seed, place=place)
         self.counters = Counters(
-            actor_env_steps=[0] * cfg.num_actors, actor_busy=[0.0] * cfg.num_actors
+            actor_env_steps=[0] * sch.num_actors, actor_busy=[0.0] * sch.num_actors
         )
-        self.episodes = collections.deque(maxlen=cfg.stats_window)  # (return, success, length)
+        self.episodes = collections.deque(maxlen=sch.stats_window)  # (return, success, length)
         self.lock = threading.Lock()
         self.progress = threading.Condition(self.lock)  # learner/distill DpRL hand-shake
         self.learner_metrics: dict = {}
@@ -218,37 +217,37 @@ class System:
         return batch
 
     def learn(self, batch: Trajectory) -> None:
-        cfg = self.cfg
+        sch = self.schedule
         t0 = time.perf_counter()
         self.learner_state, metrics = self.c.learner_update(self.learner_state, batch)
         # The one host read per update: the skip flag (4 bytes); it also waits for the update.
         skipped = self._check_finite("learner", metrics, metrics.get("skipped_update"))
         step = self.counters.learner_updates + (0 if skipped else 1)
-        if not skipped and step % cfg.target_period == 0:
+        if not skipped and step % sch.target_period == 0:
             self.runner_server.publish(self.learner_state.target_params)
-        if not skipped and not self.c.distills and step % cfg.actor_period == 0:
+        if not skipped and not self.c.distills and step % sch.actor_period == 0:
             self.actor_server.publish(self.c.actor_params_of(self.learner_state.params))
         with self.progress:
             self.learner_metrics = metrics
             self.lag_source = (self.actor_server.version, batch.version)
             self.counters.learner_updates = step
-            self.counters.learner_agent_steps += cfg.learner_steps_per_update
+            self.counters.learner_agent_steps += sch.learner_steps_per_update
             self.counters.learner_busy += time.perf_counter() - t0
             self.progress.notify_all()
 
     def distill(self) -> None:
-        cfg = self.cfg
+        sch = self.schedule
         t0 = time.perf_counter()
-        batches = self.replay.sample(cfg.num_distill)
+        batches = self.replay.sample(sch.num_distill)
         self.distill_state, metrics = self.c.distill_update(self.distill_state, batches)
         skipped = self._check_finite("distill", metrics, metrics.get("distill/skipped_update"))
         step = self.counters.distill_updates + (0 if skipped else 1)
-        if not skipped and step % cfg.actor_period == 0:
+        if not skipped and step % sch.actor_period == 0:
             self.actor_server.publish(self.distill_state.params)  # one copy to the actor device
         with self.progress:
             self.distill_metrics = metrics
             self.counters.distill_updates = step
-            self.counters.distill_agent_steps += cfg.distill_steps_per_update
+            self.counters.distill_agent_steps += sch.distill_steps_per_update
             self.counters.distill_busy += time.perf_counter() - t0
             self.progress.notify_all()
 
@@ -260,7 +259,7 @@ class System:
         names = nonfinite_names(jax.device_get(metrics))
         with self.lock:
             self.counters.skipped_updates += 1
-        if self.cfg.on_nan == "stop":
+        if self.schedule.on_nan == "stop":
             raise FloatingPointError(
                 f"non-finite {', '.join(names)} in a {who} update: the update was skipped and "
                 "the run stops (on_nan=stop; on_nan=skip skips such updates and goes on)"
@@ -272,8 +271,8 @@ class System:
         """True while distillation is behind the target DpRL (allowing ``slack_updates`` learner
         updates of lead)."""
         c = self.counters
-        target = self.cfg.dprl * (
-            c.learner_agent_steps - slack_updates * self.cfg.learner_steps_per_update
+        target = self.schedule.dprl * (
+            c.learner_agent_steps - slack_updates * self.schedule.learner_steps_per_update
         )
         return c.distill_agent_steps < target
 
@@ -360,7 +359,7 @@ class System:
             for k, v in meta["counters"].items():
                 setattr(self.counters, k, v)
             self.episodes = collections.deque(
-                [tuple(e) for e in meta["episodes"]], maxlen=self.cfg.stats_window
+                [tuple(e) for e in meta["episodes"]], maxlen=self.schedule.stats_window
             )
 
     # ---- reporting ---------------------------------------------------------------------------
@@ -437,12 +436,12 @@ def run_lockstep(
     checkpoint taken in ``on_batch`` (called after a group's batches are all consumed) resumes
     exactly. Runs under the config's ``transfer_guard``.
     """
-    cfg = system.cfg
-    with stage_context(system.roles.learner, cfg.transfer_guard):
+    sch = system.schedule
+    with stage_context(system.roles.learner, sch.transfer_guard):
         while not should_stop():
             i = system.next_actor
             system.pending.append(system.act(i))
-            system.next_actor = (i + 1) % cfg.num_actors
+            system.next_actor = (i + 1) % sch.num_actors
             if len(system.pending) == system.c.group_calls:
                 group, system.pending = system.pending, []
                 for batch in system.run_runner(group):
@@ -512,7 +511,7 @@ class ThreadedRun:
     TIMEOUT = 0.1
 
     def __init__(self, system: System, log: Callable[[str], None] = print):
-        cfg = system.cfg
+        sch = system.schedule
         self.system = system
         self.log = log
         self.stop = threading.Event()
@@ -520,10 +519,10 @@ class ThreadedRun:
         self.actor_failures: queue.Queue = queue.Queue()
         self.restarts = 0
         self.heartbeats: dict[str, float] = {}
-        self.calls = CallQueues(cfg.num_actors, capacity=2)
-        self.batches: queue.Queue = queue.Queue(maxsize=cfg.queue_capacity)
+        self.calls = CallQueues(sch.num_actors, capacity=2)
+        self.batches: queue.Queue = queue.Queue(maxsize=sch.queue_capacity)
         self.threads: list[threading.Thread] = []
-        self._key = jax.random.PRNGKey(cfg.seed + 7919)
+        self._key = jax.random.PRNGKey(sch.seed + 7919)
 
     # -- helpers --
     def _beat(self) -> None:
@@ -553,13 +552,13 @@ class ThreadedRun:
     ) -> Callable:
         def body():
             try:
-                with stage_context(device, self.system.cfg.transfer_guard):
+                with stage_context(device, self.system.schedule.transfer_guard):
                     loop()
             except Stop:
                 pass
             except BaseException:  # noqa: BLE001 - reported to the main thread
                 tb = traceback.format_exc()
-                if actor is not None and self.system.cfg.on_actor_failure == "restart":
+                if actor is not None and self.system.schedule.on_actor_failure == "restart":
                     self.actor_failures.put((actor, name, tb))
                 else:
                     self.errors.append((name, tb))
@@ -579,15 +578,15 @@ class ThreadedRun:
     def supervise(self) -> None:
         """Handles crashed and stuck threads (see the class docstring); raises if the run must
         stop. Call it from the main thread about every ``heartbeat_seconds``."""
-        cfg = self.system.cfg
+        sch = self.system.schedule
         while not self.actor_failures.empty():
             i, name, tb = self.actor_failures.get()
-            if self.restarts >= cfg.max_actor_restarts:
+            if self.restarts >= sch.max_actor_restarts:
                 self.errors.append(
                     (
                         name,
                         tb + f"\n(actor restarts exhausted: "
-                        f"{self.restarts}/{cfg.max_actor_restarts})",
+                        f"{self.restarts}/{sch.max_actor_restarts})",
                     )
                 )
                 self.stop.set()
@@ -596,21 +595,21 @@ class ThreadedRun:
             last_line = tb.strip().splitlines()[-1]
             self.log(
                 f"[ald-jax] {name} crashed ({last_line}); restarting it "
-                f"({self.restarts}/{cfg.max_actor_restarts})"
+                f"({self.restarts}/{sch.max_actor_restarts})"
             )
             self._key, key = jax.random.split(self._key)
-            self.system.carries[i] = self.system.c.init_carry(key, cfg.envs_per_actor, i)
+            self.system.carries[i] = self.system.c.init_carry(key, sch.envs_per_actor, i)
             self.threads = [t for t in self.threads if t.name != name]
             self._spawn_actor(i)
         now = time.monotonic()
         for t in self.threads:
             beat = self.heartbeats.get(t.name, now)
-            if t.is_alive() and now - beat > cfg.stall_seconds and not self.stop.is_set():
+            if t.is_alive() and now - beat > sch.stall_seconds and not self.stop.is_set():
                 self.errors.append(
                     (
                         t.name,
                         f"no heartbeat for {now - beat:.0f}s "
-                        f"(stall_seconds={cfg.stall_seconds}): stuck",
+                        f"(stall_seconds={sch.stall_seconds}): stuck",
                     )
                 )
                 self.stop.set()
@@ -671,7 +670,7 @@ class ThreadedRun:
 
     def start(self) -> None:
         s = self.system
-        for i in range(s.cfg.num_actors):
+        for i in range(s.schedule.num_actors):
             self._spawn_actor(i)
         self._spawn("runner", self._runner_loop, s.roles.learner)
         self._spawn("learner", self._learner_loop, s.roles.learner)
@@ -692,6 +691,37 @@ class ThreadedRun:
             raise RuntimeError(f"thread {name!r} failed:\n{tb}")
 
 
+def run_threaded(
+    system: System,
+    should_stop: Callable[[], bool],
+    on_tick: Callable[[], None] | None = None,
+    on_check: Callable[[], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> None:
+    """The threaded schedule, driven from the calling (main) thread: starts the stage threads,
+    calls ``on_tick`` every 0.1 s and ``on_check`` (e.g. a checkpoint snapshot) after it,
+    supervises the threads every ``heartbeat_seconds`` and stops them all when ``should_stop()``
+    or a thread fails (re-raised here)."""
+    run = ThreadedRun(system, log=log)
+    run.start()
+    next_check = time.monotonic()
+    try:
+        while not should_stop() and not run.stop.is_set():
+            time.sleep(0.1)
+            if on_tick is not None:
+                on_tick()
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + system.schedule.heartbeat_seconds
+                run.supervise()
+            if on_check is not None:
+                on_check()
+    finally:
+        alive = run.shutdown(timeout=5.0)
+        if alive:
+            log(f"[ald-jax] warning: threads still running after 5s: {alive}")
+    run.raise_errors()
+
+
 def warm_up(system: System) -> None:
     """Compiles every jitted function once before threads start (compiling holds the GIL).
 
@@ -700,8 +730,8 @@ def warm_up(system: System) -> None:
     copies and throws the results away: the run's state is unchanged. ``system.templates``
     records the shapes a checkpoint's calls and replay batches have.
     """
-    cfg, c, roles = system.cfg, system.c, system.roles
-    guard = cfg.transfer_guard
+    sch, c, roles = system.schedule, system.c, system.roles
+    guard = sch.transfer_guard
     with stage_context(roles.actor, guard):
         latest = system.actor_server.latest()
         _, trajs, _ = c.rollout(latest.params, system.carries[0], latest.version_array)
@@ -721,5 +751,5 @@ def warm_up(system: System) -> None:
             mesh = roles.distill_mesh()
             stripped = trajectory.without_learner_state(batch)
             stripped = jax.device_put(stripped, trajectory.batch_shardings(stripped, mesh))
-            out = c.distill_update(system.distill_state, [stripped] * cfg.num_distill)
+            out = c.distill_update(system.distill_state, [stripped] * sch.num_distill)
             jax.block_until_ready(out)

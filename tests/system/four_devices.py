@@ -22,7 +22,7 @@ if _CACHE:
 
 import numpy as np  # noqa: E402
 
-from ald_jax.builder import build  # noqa: E402
+from ald_jax.builder import build, schedule_of  # noqa: E402
 from ald_jax.config import Config, validate  # noqa: E402
 from ald_jax.runtime import System, ThreadedRun, run_lockstep, warm_up  # noqa: E402
 from tests.system.tiny import TINY  # noqa: E402
@@ -33,7 +33,7 @@ ONE_DEVICE = dict(actor_device="cpu:0", learner_device="cpu:0", distill_devices=
 
 def _system(**changes) -> System:
     cfg = validate(Config(**{**TINY, "transfer_guard": "disallow", **changes}))
-    system = System(cfg, build(cfg))
+    system = System(schedule_of(cfg), build(cfg))
     warm_up(system)
     return system
 
@@ -183,7 +183,7 @@ def check_learns_on_two_distill_devices() -> dict:
     from ald_jax.run import load_config
 
     cfg = load_config("debug", ["mode=lockstep", "eval_gif=false", *_args(LAYOUT)])
-    system = System(cfg, build(cfg))
+    system = System(schedule_of(cfg), build(cfg))
     run_lockstep(system, lambda: system.counters.env_steps >= cfg.total_env_steps)
     row = system.snapshot(1.0)
     return {

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from ald_jax.builder import build
+from ald_jax.builder import build, schedule_of
 from ald_jax.checkpoint import Checkpointer, CheckpointError
 from ald_jax.config import Config, validate
 from ald_jax.runtime import System, run_lockstep, warm_up
@@ -128,7 +128,7 @@ def comps():
 
 
 def _system(comps):
-    system = System(validate(Config(**TINY)), comps)
+    system = System(schedule_of(validate(Config(**TINY))), comps)
     warm_up(system)
     return system
 
@@ -158,7 +158,7 @@ def test_resume_needs_the_optimizer_state_negative_control(tmp_path, comps):
 
     broken = _system(comps)
     ck.restore_latest(broken)
-    fresh_opt = optax.adam(broken.cfg.learning_rate).init(
+    fresh_opt = optax.adam(Config(**TINY).learning_rate).init(
         (broken.learner_state.params, broken.learner_state.duals)
     )
     broken.learner_state = broken.learner_state._replace(opt_state=fresh_opt)
@@ -255,3 +255,31 @@ def test_a_relative_run_dir_saves_and_restores(tmp_path, comps, monkeypatch):
     meta = Checkpointer(os.path.join("runs", "rel")).restore_latest(restored)
     assert meta["step"] == system.counters.learner_updates > 0
     assert os.path.isdir(tmp_path / "runs" / "rel" / "checkpoints")
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path):
+    run_dir = tmp_path / "done"
+    first = subprocess.run(_cmd(run_dir), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    files = ("metrics.csv", "metrics.jsonl", "summary.json", "config.json")
+    before = {name: (run_dir / name).read_bytes() for name in files}
+    checkpoints = sorted(os.listdir(run_dir / "checkpoints"))
+
+    again = subprocess.run(
+        _cmd(run_dir, f"resume={run_dir}"), capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already finished" in again.stdout and "compiled in" not in again.stdout
+    for name in files:
+        assert (run_dir / name).read_bytes() == before[name], name
+    assert sorted(os.listdir(run_dir / "checkpoints")) == checkpoints
+    # a larger budget on resume does continue the run (the check above can fail)
+    more = subprocess.run(
+        _cmd(run_dir, f"resume={run_dir}", "total_env_steps=7000"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert more.returncode == 0, more.stdout + more.stderr
+    assert "resumed from learner update" in more.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["env_steps"] >= 7000

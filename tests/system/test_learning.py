@@ -7,7 +7,7 @@ learning fails here. Budget: the ``debug`` experiment, 300k env steps (about a m
 import numpy as np
 import pytest
 
-from ald_jax.builder import build
+from ald_jax.builder import build, schedule_of
 from ald_jax.run import load_config
 from ald_jax.runtime import System, run_lockstep
 
@@ -15,7 +15,7 @@ from ald_jax.runtime import System, run_lockstep
 @pytest.mark.slow
 def test_ald_learns_imaze5_in_lockstep():
     cfg = load_config("debug", ["mode=lockstep", "eval_gif=false"])
-    system = System(cfg, build(cfg))
+    system = System(schedule_of(cfg), build(cfg))
     early = []
 
     def stop():

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from ald_jax.builder import build
+from ald_jax.builder import build, schedule_of
 from ald_jax.config import Config, validate
 from ald_jax.runtime import System, ThreadedRun, run_lockstep, warm_up
 from tests.system.tiny import TINY as BASE
@@ -30,7 +30,7 @@ def _system(**changes):
     key = cfg.replace(seed=0, mode="threaded")
     if key not in _BUILT:
         _BUILT[key] = build(cfg)
-    return System(cfg, _BUILT[key])
+    return System(schedule_of(cfg), _BUILT[key])
 
 
 def _steps_budget(system, n):
@@ -280,7 +280,7 @@ def test_lockstep_with_several_chunks_per_call_runs_every_chunk_through_the_lear
     assert c.env_steps % (3 * chunk_steps) == 0  # whole calls of 3 chunks
     # actors still take turns, one call each
     assert c.actor_env_steps[0] - c.actor_env_steps[1] in (0, 3 * chunk_steps)
-    assert system.counters.distill_agent_steps >= system.cfg.dprl * c.learner_agent_steps
+    assert system.counters.distill_agent_steps >= system.schedule.dprl * c.learner_agent_steps
 
 
 def test_stop_at_success_ends_the_run_once_a_full_window_reaches_it(tmp_path):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ald_jax.builder import build
+from ald_jax.builder import build, schedule_of
 from ald_jax.config import Config, validate
 from ald_jax.runtime import System, ThreadedRun, warm_up
 from tests.system.tiny import TINY as BASE
@@ -22,7 +22,7 @@ def _system(**changes):
     key = cfg.replace(on_actor_failure="restart", stall_seconds=120.0, max_actor_restarts=3)
     if key not in _COMPS:
         _COMPS[key] = build(cfg)
-    system = System(cfg, _COMPS[key])
+    system = System(schedule_of(cfg), _COMPS[key])
     warm_up(system)
     return system
 
@@ -62,7 +62,7 @@ def test_crashing_actor_is_restarted_within_two_heartbeats():
     before = {t.ident for t in threading.enumerate()}
     run.start()
     try:
-        hb = system.cfg.heartbeat_seconds
+        hb = system.schedule.heartbeat_seconds
         assert _supervise_until(run, lambda: run.restarts == 1, 60, hb)
         detected = [t for t, m in logs if "actor-1 crashed" in m][0]
         assert detected - crashed_at[0] <= 2 * hb, detected - crashed_at[0]
@@ -79,7 +79,7 @@ def test_crashing_actor_stops_the_run_when_configured():
     crashed_at = _crash_on_call(system, actor=0, n=3)
     run = ThreadedRun(system)
     run.start()
-    hb = system.cfg.heartbeat_seconds
+    hb = system.schedule.heartbeat_seconds
     t_raise = None
     with pytest.raises(RuntimeError, match="(?s)actor-0.*injected actor failure"):
         deadline = time.monotonic() + 60
@@ -108,7 +108,7 @@ def test_stuck_thread_stops_the_run_loudly():
     run = ThreadedRun(system)
     run.start()
     with pytest.raises(RuntimeError, match="(?s)ald-learner.*no heartbeat.*stuck"):
-        _supervise_until(run, lambda: False, 30, system.cfg.heartbeat_seconds)
+        _supervise_until(run, lambda: False, 30, system.schedule.heartbeat_seconds)
     assert stuck.is_set()
     run.shutdown(5.0)
 
@@ -137,7 +137,7 @@ def test_sixty_second_soak_with_injected_stalls_never_deadlocks():
     progress = []
     t_end = time.monotonic() + 60
     while time.monotonic() < t_end:
-        time.sleep(system.cfg.heartbeat_seconds)
+        time.sleep(system.schedule.heartbeat_seconds)
         run.supervise()
         progress.append(
             (time.monotonic(), system.counters.learner_updates, system.counters.distill_updates)

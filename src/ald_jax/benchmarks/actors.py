@@ -48,7 +48,9 @@ def actor_sps(network, num_envs: int, repeats: int, steps: int, chunks: int = CH
         t0 = time.perf_counter()
         for _ in range(calls):
             carry, trajs, stats = rollout(net_params, carry, 0)
-            jax.tree.map(np.asarray, (trajs, stats))  # what an actor does before sending its chunks
+            # what an actor does per call: its episode statistics to the host, the chunks stay
+            jax.device_get(stats)
+            jax.block_until_ready(trajs)
         times.append(time.perf_counter() - t0)
     return calls * chunks * UNROLL * num_envs / statistics.median(times)
 
