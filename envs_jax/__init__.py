@@ -1,4 +1,6 @@
-"""Pure-JAX memory environments of Actor-Learner Distillation (SPEC §3): I-Maze and Meta-Fetch.
+"""Pure-JAX memory environments of Actor-Learner Distillation: I-Maze and Meta-Fetch.
+
+The settled rules are in docs/design.md, "Environments".
 
 ``envs_jax.make(name, **param_overrides) -> (env, params)``; ``env.reset(key, params)`` and
 ``env.step(key, state, action, params)`` act on one environment (batch with ``jax.vmap``), jit-

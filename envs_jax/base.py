@@ -1,4 +1,6 @@
-"""The environment API (SPEC §3): gymnax-1.0-like, pure functions of ``(key, state, params)``.
+"""The environment API: gymnax-1.0-like, pure functions of ``(key, state, params)``.
+
+docs/design.md, "Environments" describes it in prose.
 
 A subclass implements
 

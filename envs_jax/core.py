@@ -1,4 +1,4 @@
-"""Pure grid mechanics shared by the grid-world environments (SPEC §3).
+"""Pure grid mechanics shared by the grid-world environments (docs/design.md, "Environments").
 
 Conventions (fixed for the whole package):
 
@@ -20,8 +20,8 @@ tables; at run time an observation is one gather plus, for Meta-Fetch, an overla
 
 Reset randomness: ``key_words`` hashes the PRNG key's data words into as many 32-bit words as a
 reset needs with a cheap integer mixer instead of running threefry per environment and step
-(SPEC §9: ``jax.random`` inside a tiny step is expensive). This is plenty for drawing layouts;
-it is deterministic in the key, so the same key gives the same episode.
+(``jax.random`` inside a tiny step is expensive: docs/design.md, "Speed facts"). This is plenty
+for drawing layouts; it is deterministic in the key, so the same key gives the same episode.
 """
 
 from __future__ import annotations

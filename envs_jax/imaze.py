@@ -1,4 +1,6 @@
-"""I-Maze (SPEC §3.1; paper §5.1 and App. A.1): remember the indicator, enter the right corner.
+"""I-Maze: remember the indicator, enter the right corner.
+
+docs/design.md, "Environments"; the paper's §5.1 and App. A.1.
 
 Layout of a ``size x size`` grid (sizes include the outer wall; ``H = W = size``, ``m = W // 2``)::
 
@@ -89,7 +91,7 @@ def imaze_walkable(size: int) -> np.ndarray:
 
 
 class IMaze(Environment):
-    """I-Maze of SPEC §3.1 with a ``size x size`` grid (odd, ``5 <= size <= 31``).
+    """I-Maze with a ``size x size`` grid (odd, ``5 <= size <= 31``); see the module docstring.
 
     ``default_params`` (default ``IMazeParams()``: horizon 150, no shaping) are used by
     ``reset``/``step`` when no params are passed; ``envs_jax.make`` sets the registered ones.

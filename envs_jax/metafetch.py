@@ -1,4 +1,6 @@
-"""Meta-Fetch (SPEC §3.2; paper §5.2, App. A.2): fetch identical-looking objects in hidden order.
+"""Meta-Fetch: fetch identical-looking objects in a hidden order.
+
+docs/design.md, "Environments"; the paper's §5.2 and App. A.2.
 
 A 7x7 grid including the outer wall (5x5 free interior) holds ``N`` objects on distinct random
 interior cells; the agent starts on another random interior cell with a random orientation. A
@@ -14,7 +16,7 @@ an object's cell *touches* it and the agent stays where it is.
   positions and order stay, the agent stays where it is, and the episode goes on.
 
 ``params.rereward_after_completion`` chooses what a completion does to the "already rewarded"
-flags: ``False`` (default, SPEC §3.2) keeps them, so an episode's return is at most ``N``;
+flags: ``False`` (the default) keeps them, so an episode's return is at most ``N``;
 ``True`` clears them, so every further full sequence earns ``N`` more (the paper's "multiple full
 fetch sequences for additional reward"). Episodes never terminate; they are truncated at
 ``params.horizon`` (300). Success = at least one completion in the episode.
@@ -90,10 +92,10 @@ class MetaFetchState:
 
 
 class MetaFetch(Environment):
-    """Meta-Fetch of SPEC §3.2 with ``num_objects`` objects (``1..24``) on the fixed 7x7 grid.
+    """Meta-Fetch with ``num_objects`` objects (``1..24``) on the fixed 7x7 grid (see the module).
 
-    ``default_params`` (default ``MetaFetchParams()``: horizon 300, SPEC's reward rule) are used
-    by ``reset``/``step`` when no params are passed.
+    ``default_params`` (default ``MetaFetchParams()``: horizon 300, each object paid at most once
+    per episode) are used by ``reset``/``step`` when no params are passed.
     """
 
     def __init__(self, num_objects: int = 4, default_params: MetaFetchParams | None = None):

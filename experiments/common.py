@@ -1,4 +1,8 @@
-"""What the paper-task experiments share: the laptop profile of Table 1 (SPEC §7)."""
+"""What the paper-task experiments share: the laptop profile of Table 1.
+
+docs/design.md, "Hyperparameters and profiles" compares it with the paper and the ``Config``
+defaults (only the two learning rates differ from the defaults).
+"""
 
 from ald_jax.config import Config
 

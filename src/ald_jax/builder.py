@@ -1,7 +1,7 @@
 """The builder: the only code that reads a ``Config``.
 
 It turns a validated config into the environment, the actor and learner networks, the
-optimisers and the update functions for one of the four methods (SPEC §6):
+optimisers and the update functions for one of the four methods (the paper's §4-5):
 
 ========== ================ ======================= =========================================
 method     actor (acts)     learner (V-MPO)         actor params come from

@@ -2,8 +2,9 @@
 
 Experiments (``experiments/<name>.py``) return a ``Config`` from ``get_config()``; the command
 line overrides fields with ``key=value``. Inner code never reads a ``Config``: the runtime unpacks
-it into plain keyword arguments at the boundary. Defaults follow the paper's Table 1 (SPEC §7)
-scaled to a 2-core laptop; ``profile=paper`` sets the paper's thread counts.
+it into plain keyword arguments at the boundary. Defaults follow the paper's Table 1 scaled to a
+2-core laptop; ``profile=paper`` sets the paper's thread counts (docs/design.md,
+"Hyperparameters and profiles").
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Config:
     mode: str = "threaded"
     profile: str = "laptop"
     run_dir: str = ""  # default: runs/<exp>-<method>-s<seed>-<time>
-    # --- networks (SPEC §4) -----------------------------------------------------------------
+    # --- networks (docs/design.md, "Networks") -----------------------------------------------
     lstm_hidden: int = 32
     lstm_torso: int = 64
     gtrxl_layers: int = 2
@@ -50,7 +51,7 @@ class Config:
     gtrxl_heads: int = 8
     gtrxl_head_dim: int = 32
     gtrxl_memory: int = 64
-    # --- V-MPO learner (SPEC §5, §7) --------------------------------------------------------
+    # --- V-MPO learner (docs/design.md, "Losses" and "Hyperparameters and profiles") ---------
     learning_rate: float = 1e-4
     gamma: float = 0.99
     batch_size: int = 64

@@ -1,21 +1,23 @@
-"""The ALD system (the paper's §4, Fig. 2; SPEC §6): stages and the two schedules that run them.
+"""The ALD system (the paper's §4, Fig. 2; docs/design.md, "The data flow"): its stages and the two
+schedules that run them.
 
 ``System`` holds the state of a run and exposes one method per stage, in data-flow order:
 
 * ``act(i)``: actor ``i`` runs ``chunks_per_call`` consecutive ``T_U`` chunks (one jitted call)
-  with its local copy of the actor params and returns them as separate trajectories;
-* ``run_runner(i, traj)``: the learner runner attaches target-learner outputs and the stream's
-  initial learner memory, carrying that memory to the stream's next chunk;
-* ``add_batch(items)``: ``batch_size`` streams of chunks become one batch; ALD archives it in
-  replay;
+  with its copy of the actor params and returns them as one ``ActorCall``;
+* ``run_runner(group)``: the learner runner over a group of calls from distinct actors (one
+  transfer, one jitted call), carrying each stream's learner memory from chunk to chunk; returns
+  the learner batches;
+* ``add_batch(batch)``: ALD archives the batch in replay (on the distill devices);
 * ``learn(batch)``: one V-MPO update; target params go to the runner every ``K_L`` updates
-  (baselines: actor params every ``K_A`` updates);
+  (baselines: actor params to the actors every ``K_A`` updates);
 * ``distill()``: one distillation update on ``N_D`` replay batches; actor params go to the actors
   every ``K_A`` updates.
 
-``run_threaded`` runs them in threads joined by bounded queues (actors → queue → runner →
-learner, runner → replay → distill) while holding the target DpRL; ``run_lockstep`` calls the same
-methods in a fixed order on one thread (deterministic: tests, notebooks, exact reproduction).
+``run_threaded`` runs them in threads joined by bounded queues (actors → per-actor call queues →
+runner → learner queue → learner; runner → replay → distill) while holding the target DpRL;
+``run_lockstep`` calls the same methods in a fixed order on one thread (deterministic: tests,
+notebooks, exact reproduction). Placement and hand-offs: docs/design.md, "Devices".
 """
 
 from __future__ import annotations

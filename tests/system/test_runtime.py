@@ -297,3 +297,19 @@ def test_stop_at_success_ends_the_run_once_a_full_window_reaches_it(tmp_path):
     assert early["success_rate"] >= 0.05 and early["episodes"] >= 20
     full = train(validate(Config(**common, run_dir=str(tmp_path / "b"))), progress=False)
     assert full["env_steps"] >= 20_000
+
+
+def test_call_queues_group_distinct_actors_in_each_actors_order_with_back_pressure():
+    from ald_jax.runtime import ActorCall, CallQueues
+
+    q = CallQueues(num_actors=3, capacity=2)
+    call = lambda actor, n: ActorCall(actor, n, trajs=None)  # noqa: E731
+    assert q.put(call(0, 1), 0.1) and q.put(call(0, 2), 0.1)  # actor 0 runs ahead
+    assert not q.put(call(0, 3), 0.05), "a full actor queue must block its actor"
+    assert q.take_group(2, timeout=0.05) is None, "only one actor has calls"
+    assert q.put(call(1, 1), 0.1)
+    assert [(c.actor, c.version) for c in q.take_group(2, 0.1)] == [(0, 1), (1, 1)]
+    assert q.put(call(0, 3), 0.1) and q.put(call(2, 1), 0.1)
+    # the oldest heads first; never two calls of one actor in a group; actor 0 keeps its order
+    assert [(c.actor, c.version) for c in q.take_group(2, 0.1)] == [(0, 2), (2, 1)]
+    assert [(c.actor, c.version) for c in q.take_group(1, 0.1)] == [(0, 3)]

@@ -1,22 +1,24 @@
-"""Acting in an envpool environment (SPEC §3.3): the host-side twin of ``make_rollout``.
+"""Acting in an envpool environment: the host-side twin of ``make_rollout``.
 
 envpool environments live on the host, so the ``T`` steps of a chunk cannot be one jitted scan:
-each step is one jitted policy step plus one ``EnvpoolAdapter.step``. Everything else is the
-same as the JAX-env rollout: the call signature ``rollout(params, carry, version) -> (carry,
-trajectory, stats)``, the trajectory layout (with ``valid = False`` on envpool's reset step,
-which every loss masks) and the recurrent-state resets at episode starts.
-Use it with ``env=envpool:<task id>``, e.g. ``env=envpool:CartPole-v1``.
+each step is one jitted ``select_action`` of the actor core (``ald_jax.actors.core``) plus one
+``EnvpoolAdapter.step``. Everything else is the JAX-env rollout's: the call signature
+``rollout(params, carry, version) -> (carry, trajectories, stats)``, the per-step records and
+the trajectory assembly (the core's ``record`` and ``assemble``; the layout has ``valid = False``
+on envpool's reset step, which every loss masks, ``docs/design.md``), and the recurrent-state
+resets at episode starts. Use it with ``env=envpool:<task id>``, e.g. ``env=envpool:CartPole-v1``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ald_jax.actors.rollout import EpisodeStats
+from ald_jax.actors.core import EpisodeStats, StepRecord, assemble, make_actor_core
 from ald_jax.types import PyTree, Trajectory
 
 PREFIX = "envpool:"
@@ -59,9 +61,30 @@ def init_envpool_carry(
     adapter = EnvpoolAdapter(spec.task_id, num_envs=num_envs, seed=seed)
     obs = adapter.reset()
     with jax.default_device(device):
-        net_state = network.initial_state(num_envs)
+        net_state = make_actor_core(network).init(num_envs)
     net_state, key = jax.device_put((net_state, key), device)
     return EnvpoolCarry(adapter, obs, np.ones((num_envs,), bool), net_state, key)
+
+
+def make_policy_step(network: Any) -> Callable:
+    """The actor core's ``select_action``, jitted: the one device call per host env step."""
+    return jax.jit(make_actor_core(network).select_action)
+
+
+def _stack(records: list) -> Any:
+    """``T`` per-step host pytrees -> one pytree of ``[T, ...]`` numpy leaves."""
+    return jax.tree.map(lambda *xs: np.stack(xs), *records)
+
+
+def _trajectory(
+    records: list[StepRecord], last_obs, last_first, net_state: PyTree, version, device
+) -> Trajectory:
+    """The chunk's host fields in one ``device_put`` (logits are on the device already), then
+    the core's ``assemble``."""
+    host = _stack([r._replace(logits=()) for r in records])
+    steps, last_obs, last_first = jax.device_put((host, last_obs, last_first), device)
+    steps = steps._replace(logits=jnp.stack([r.logits for r in records]))
+    return assemble(steps, last_obs, last_first, net_state, version)
 
 
 def make_envpool_rollout(
@@ -73,90 +96,39 @@ def make_envpool_rollout(
     ``[chunks]`` axis. Observations go to ``device`` (the actor device) explicitly each step, the
     finished trajectories in one transfer per chunk; the episode statistics stay on the host.
     """
+    core = make_actor_core(network)
+    select_action = make_policy_step(network)
 
-    @jax.jit
-    def policy_step(params, obs, state, first, noise):
-        out, state = network.step(params, obs, state, first)
-        action = jnp.argmax(out.logits + noise, axis=-1).astype(jnp.int32)
-        return out.logits, state, action
-
-    def rollout(params: PyTree, carry: EnvpoolCarry, version: int):
+    def rollout(params: PyTree, carry: EnvpoolCarry, version: jax.Array):
         key, noise_key = jax.random.split(carry.key)
         num_envs = carry.first.shape[0]
         noise = jax.device_get(jax.random.gumbel(noise_key, (unroll_length, num_envs, num_actions)))
         obs, first, net_state = carry.obs, carry.first, carry.net_state
-        rec: dict[str, list] = {
-            k: []
-            for k in (
-                "obs",
-                "first",
-                "action",
-                "reward",
-                "discount",
-                "valid",
-                "logits",
-                "done",
-                "ret",
-                "len",
-                "succ",
-            )
-        }
+        records, stats = [], []
         for t in range(unroll_length):
             inputs = jax.device_put((obs, first, noise[t]), device)
-            logits, net_state, action = policy_step(params, inputs[0], net_state, *inputs[1:])
+            action, logits, net_state = select_action(
+                params, inputs[0], inputs[1], net_state, inputs[2]
+            )
             action = np.asarray(jax.device_get(action))
             res = carry.adapter.step(action)
-            for k, v in (
-                ("obs", obs),
-                ("first", first),
-                ("action", action),
-                ("reward", res.reward),
-                ("discount", res.discount),
-                ("valid", res.valid),
-                ("logits", logits),
-                ("done", res.episode_end),
-                ("ret", res.episode_return),
-                ("len", res.episode_length),
-                ("succ", res.success),
-            ):
-                rec[k].append(v)
+            records.append(
+                core.record(obs, first, action, res.reward, res.discount, res.valid, logits)
+            )
+            stats.append(
+                EpisodeStats(res.episode_end, res.episode_return, res.episode_length, res.success)
+            )
             obs, first = res.obs, res.first
-        stack = lambda k: np.stack(rec[k])  # noqa: E731
-        host = jax.device_put(
-            dict(
-                obs=np.concatenate([stack("obs"), obs[None]]),
-                first=np.concatenate([stack("first"), first[None]]),
-                action=stack("action").astype(np.int32),
-                reward=stack("reward").astype(np.float32),
-                discount=stack("discount").astype(np.float32),
-                valid=stack("valid"),
-            ),
-            device,
-        )
-        traj = Trajectory(
-            **host,
-            behaviour_logits=jnp.stack(rec["logits"]),
-            actor_state=carry.net_state,
-            learner_state=(),
-            learner_logits=(),
-            learner_value=(),
-            version=jnp.broadcast_to(version, (num_envs,)).astype(jnp.int32),
-        )
-        stats = EpisodeStats(
-            done=stack("done"),
-            episode_return=stack("ret"),
-            episode_length=stack("len"),
-            success=stack("succ"),
-        )
-        return EnvpoolCarry(carry.adapter, obs, first, net_state, key), traj, stats
+        traj = _trajectory(records, obs, first, carry.net_state, version, device)
+        return EnvpoolCarry(carry.adapter, obs, first, net_state, key), traj, _stack(stats)
 
-    def many(params: PyTree, carry: EnvpoolCarry, version: int):
+    def many(params: PyTree, carry: EnvpoolCarry, version: jax.Array):
         out = []
         for _ in range(chunks):
             carry, traj, stats = rollout(params, carry, version)
             out.append((traj, stats))
         trajectories = jax.tree.map(lambda *xs: jnp.stack(xs), *(t for t, _ in out))
-        stats = jax.tree.map(lambda *xs: np.stack(xs), *(s for _, s in out))
+        stats = _stack([s for _, s in out])
         return carry, trajectories, stats
 
     return many

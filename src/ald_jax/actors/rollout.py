@@ -1,9 +1,12 @@
-"""The one rollout: ``T`` acting steps of a recurrent policy in ``E`` JAX environments, one scan.
+"""The JAX-env rollout: ``T`` acting steps of a recurrent policy in ``E`` JAX environments, one
+scan.
 
-Actor threads, the lockstep schedule, evaluation and tests all use ``make_rollout``. The whole
-unroll (policy step + environment step, vmapped over the ``E`` streams) is one jitted
-``lax.scan``, because a tiny jitted call on CPU costs tens of microseconds (SPEC §9); all
-randomness for the unroll is drawn once, before the scan.
+Actor threads, the lockstep schedule and tests use ``make_rollout``; the evaluator runs the same
+step (``make_actor_step``) through the same ``unroll``. The whole unroll (policy step + environment
+step, vmapped over the ``E`` streams) is one jitted ``lax.scan``, because a tiny jitted call on CPU
+costs tens of microseconds (``docs/design.md``, "The data flow"); all randomness for the unroll
+is drawn once, before the scan (``draw_noise``). Acting itself (sampling, records, trajectory
+assembly) is the actor core's (``ald_jax.actors.core``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,23 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from ald_jax.actors.core import EpisodeStats, assemble, make_actor_core
 from ald_jax.types import PyTree, Trajectory
+
+__all__ = [
+    "ACTOR_COMPILER_OPTIONS",
+    "SCAN_UNROLL",
+    "ActorCarry",
+    "EpisodeStats",
+    "StepNoise",
+    "draw_noise",
+    "init_actor_carry",
+    "jit_rollout",
+    "make_actor_step",
+    "make_chunked_rollout",
+    "make_rollout",
+    "unroll",
+]
 
 # Compile options for acting programs: an actor's matrices are tiny, so XLA:CPU's multi-threaded
 # Eigen only adds thread-pool hand-offs (measured +11% env-steps/s for an LSTM-32 actor). Per-jit,
@@ -32,14 +51,14 @@ def jit_rollout(rollout: Callable) -> Callable:
 
 
 class ActorCarry(NamedTuple):
-    """What an actor carries from one chunk to the next (all leaves ``[E, ...]`` except key).
+    """What an actor carries from one step (and chunk) to the next (leaves ``[E, ...]`` but key).
 
     Attributes:
       env_state: the environments' states.
       obs: ``[E, *obs_shape]`` the observation the next action is chosen on.
       first: ``[E]`` bool, ``obs`` starts an episode.
       net_state: the acting network's recurrent state before ``obs``.
-      key: PRNG key of this actor.
+      key: PRNG key of this actor (passed through the steps of a chunk unchanged).
     """
 
     env_state: PyTree
@@ -49,13 +68,28 @@ class ActorCarry(NamedTuple):
     key: chex.Array
 
 
-class EpisodeStats(NamedTuple):
-    """Per-step episode-end records of a chunk, ``[T, E]`` each (read where ``done``)."""
+class StepNoise(NamedTuple):
+    """The randomness of one step (``[E, ...]``; ``[T, E, ...]`` for a chunk).
 
-    done: chex.Array
-    episode_return: chex.Array
-    episode_length: chex.Array
-    success: chex.Array
+    Attributes:
+      env_key: ``[E, 2]`` one environment-step key per stream.
+      gumbel: ``[E, A]`` standard Gumbel noise for ``select_action``.
+    """
+
+    env_key: chex.Array
+    gumbel: chex.Array
+
+
+def draw_noise(
+    key: chex.Array, unroll_length: int, num_envs: int, num_actions: int
+) -> tuple[chex.Array, StepNoise]:
+    """``(next key, StepNoise [T, E, ...])``: all the randomness of one chunk, drawn at once."""
+    key, env_key, act_key = jax.random.split(key, 3)
+    env_keys = jax.random.split(env_key, unroll_length * num_envs).reshape(
+        unroll_length, num_envs, -1
+    )
+    gumbel = jax.random.gumbel(act_key, (unroll_length, num_envs, num_actions))
+    return key, StepNoise(env_key=env_keys, gumbel=gumbel)
 
 
 def init_actor_carry(env: Any, env_params: Any, network: Any, key: chex.Array, num_envs: int):
@@ -68,9 +102,74 @@ def init_actor_carry(env: Any, env_params: Any, network: Any, key: chex.Array, n
         env_state=env_state,
         obs=obs,
         first=jnp.ones((num_envs,), bool),
-        net_state=network.initial_state(num_envs),
+        net_state=make_actor_core(network).init(num_envs),
         key=key,
     )
+
+
+def make_actor_step(env: Any, env_params: Any, network: Any) -> Callable:
+    """``step(params, carry, noise) -> (carry, (StepRecord, EpisodeStats))``: one acting step.
+
+    The actor core picks the actions on ``carry.obs``, the ``E`` environments step (vmapped), and
+    the step is recorded; episode ends (terminated or truncated) have discount 0 and start the
+    next observation's episode (``first``).
+    """
+    core = make_actor_core(network)
+    env_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def step(params: PyTree, carry: ActorCarry, noise: StepNoise):
+        action, logits, net_state = core.select_action(
+            params, carry.obs, carry.first, carry.net_state, noise.gumbel
+        )
+        obs, env_state, reward, terminated, truncated, info = env_step(
+            noise.env_key, carry.env_state, action, env_params
+        )
+        done = jnp.logical_or(terminated, truncated)
+        discount = 1.0 - done.astype(jnp.float32)
+        record = core.record(
+            carry.obs, carry.first, action, reward, discount, jnp.ones_like(done), logits
+        )
+        stats = EpisodeStats(
+            done=done,
+            episode_return=info["episode_return"],
+            episode_length=info["episode_length"],
+            success=info["success"],
+        )
+        return ActorCarry(env_state, obs, done, net_state, carry.key), (record, stats)
+
+    return step
+
+
+def unroll(
+    step: Callable, params: PyTree, carry: ActorCarry, unroll_length: int, num_actions: int
+) -> tuple[ActorCarry, Any]:
+    """``step(params, carry, noise) -> (carry, out)`` scanned over ``unroll_length`` steps.
+
+    The chunk's noise is drawn from ``carry.key`` (``draw_noise``); returns the final carry (with
+    the next key) and the time-stacked ``out``.
+    """
+    key, noise = draw_noise(carry.key, unroll_length, carry.first.shape[0], num_actions)
+    return jax.lax.scan(
+        lambda c, n: step(params, c, n), carry._replace(key=key), noise, unroll=SCAN_UNROLL
+    )
+
+
+def make_rollout(
+    env: Any, env_params: Any, network: Any, unroll_length: int
+) -> Callable[[PyTree, ActorCarry, chex.Array], tuple[ActorCarry, Trajectory, EpisodeStats]]:
+    """Builds ``rollout(params, carry, version) -> (carry, trajectory, stats)`` (un-jitted).
+
+    The trajectory follows ``ald_jax.types.Trajectory`` with ``B = E`` (``valid`` all True); the
+    learner fields (``learner_state``, ``learner_logits``, ``learner_value``) are empty tuples
+    until the learner runner fills them. ``stats`` are ``[T, E]``.
+    """
+    step = make_actor_step(env, env_params, network)
+
+    def rollout(params: PyTree, carry: ActorCarry, version: chex.Array):
+        end, (steps, stats) = unroll(step, params, carry, unroll_length, env.num_actions)
+        return end, assemble(steps, end.obs, end.first, carry.net_state, version), stats
+
+    return rollout
 
 
 def make_chunked_rollout(rollout: Callable, chunks: int) -> Callable:
@@ -92,87 +191,3 @@ def make_chunked_rollout(rollout: Callable, chunks: int) -> Callable:
         return carry, trajectories, stats
 
     return many
-
-
-def make_rollout(
-    env: Any,
-    env_params: Any,
-    network: Any,
-    unroll_length: int,
-    *,
-    greedy: bool = False,
-    return_env_states: bool = False,
-) -> Callable[[PyTree, ActorCarry, chex.Array], tuple[ActorCarry, Trajectory, EpisodeStats]]:
-    """Builds ``rollout(params, carry, version) -> (carry, trajectory, stats)`` (un-jitted).
-
-    The trajectory follows ``ald_jax.types.Trajectory`` with ``B = E``; the learner fields
-    (``learner_state``, ``learner_logits``, ``learner_value``) are empty tuples until the learner
-    runner fills them. ``greedy`` takes the argmax action. With ``return_env_states`` the rollout
-    also returns the environment state before each step (``[T, E, ...]``, for rendering).
-    """
-    num_actions = env.num_actions
-
-    def rollout(params: PyTree, carry: ActorCarry, version: chex.Array):
-        num_envs = carry.first.shape[0]
-        key, env_key, act_key = jax.random.split(carry.key, 3)
-        env_keys = jax.random.split(env_key, unroll_length * num_envs).reshape(
-            unroll_length, num_envs, -1
-        )
-        gumbel = jax.random.gumbel(act_key, (unroll_length, num_envs, num_actions))
-
-        def step(inner, xs):
-            env_state, obs, first, net_state = inner
-            step_keys, noise = xs
-            out, net_state = network.step(params, obs, net_state, first)
-            if greedy:
-                action = jnp.argmax(out.logits, axis=-1)
-            else:
-                action = jnp.argmax(out.logits + noise, axis=-1)
-            action = action.astype(jnp.int32)
-            prev_env_state = env_state
-            next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
-                env.step, in_axes=(0, 0, 0, None)
-            )(step_keys, env_state, action, env_params)
-            done = jnp.logical_or(terminated, truncated)
-            record = (
-                prev_env_state if return_env_states else (),
-                obs,
-                first,
-                action,
-                reward.astype(jnp.float32),
-                1.0 - done.astype(jnp.float32),
-                out.logits,
-                EpisodeStats(
-                    done=done,
-                    episode_return=info["episode_return"],
-                    episode_length=info["episode_length"],
-                    success=info["success"],
-                ),
-            )
-            return (env_state, next_obs, done, net_state), record
-
-        init = (carry.env_state, carry.obs, carry.first, carry.net_state)
-        (env_state, obs, first, net_state), record = jax.lax.scan(
-            step, init, (env_keys, gumbel), unroll=SCAN_UNROLL
-        )
-        env_states, obs_seq, first_seq, action, reward, discount, logits, stats = record
-        trajectory = Trajectory(
-            obs=jnp.concatenate([obs_seq, obs[None]], axis=0),
-            first=jnp.concatenate([first_seq, first[None]], axis=0),
-            action=action,
-            reward=reward,
-            discount=discount,
-            valid=jnp.ones_like(first_seq),
-            behaviour_logits=logits,
-            actor_state=carry.net_state,
-            learner_state=(),
-            learner_logits=(),
-            learner_value=(),
-            version=jnp.full((num_envs,), version, jnp.int32),
-        )
-        carry = ActorCarry(env_state, obs, first, net_state, key)
-        if return_env_states:
-            return carry, trajectory, stats, env_states
-        return carry, trajectory, stats
-
-    return rollout

@@ -3,8 +3,9 @@
 Figures (issue 2): ``env_sps.imaze9``, ``env_sps.imaze15``, ``env_sps.metafetch3``,
 ``env_sps.metafetch4`` with 4096 parallel environments, each the median over ``repeats`` timed
 calls after a warm-up (compile) call. Each timed call draws the random actions and the per-env
-step keys of the whole scan up front, as the actors do (SPEC §9: split keys once per unroll;
-``jax.random`` on CPU lowers threefry to a rolled loop, costly per scan step), and this is timed.
+step keys of the whole scan up front, as the actors do (split keys once per unroll: ``jax.random``
+on CPU lowers threefry to a rolled loop, costly per scan step; docs/design.md, "Speed facts"),
+and this is timed.
 The scan carries the observations so that XLA cannot drop their computation; the reward sum and
 the number of finished episodes are returned as a sanity check. Like the actor rollout, the
 benchmark does not read ``info``, so ``info["final_obs"]`` is not computed; ``--with-info``

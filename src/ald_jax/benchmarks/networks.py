@@ -1,5 +1,7 @@
-"""Acting-step latency of the jitted network ``step`` at batch 1 (SPEC §9; paper Fig. 1 right: the
-transformer's acting step is the bottleneck of its actors).
+"""Acting-step latency of the jitted network ``step`` at batch 1.
+
+The paper's Fig. 1 (right): the transformer's acting step is the bottleneck of its actors; see
+also docs/design.md, "Speed facts".
 
 Figures: ``step_us.lstm32`` (I-Maze beam ``[9, 3, 3]``, 4 actions), ``step_us.lstm128``
 (Meta-Fetch beam ``[15, 3, 4]``, 3 actions), ``step_us.gtrxl2`` (I-Maze 9×9 learner),
@@ -7,7 +9,7 @@ Figures: ``step_us.lstm32`` (I-Maze beam ``[9, 3, 3]``, 4 actions), ``step_us.ls
 slots). Each is the median latency in microseconds of single calls (``block_until_ready`` each,
 the returned state fed back, ``first`` passed as actors do) after a warm-up, over ``repeats``
 rounds of ``calls`` calls. ``flops.<name>_step`` is XLA's cost-analysis FLOP count of the compiled
-step, where available (SPEC §9: ~13 MFLOP for the cached GTrXL-4 step).
+step, where available (docs/design.md, "Speed facts": ~12 MFLOP for the cached GTrXL-4 step).
 
 Run: ``python -m ald_jax.benchmarks.networks [--repeats 5] [--calls 200]``.
 """

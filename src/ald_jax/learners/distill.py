@@ -1,4 +1,5 @@
-"""The distillation update: trains the actor towards the learner (the paper's Eq. 3, SPEC §5.6).
+"""The distillation update: trains the actor towards the learner (the paper's Eq. 3; docs/design.md,
+"The data flow").
 
 Batches come from replay and already hold the learner runner's outputs (``learner_logits``,
 ``learner_value``). The actor is unrolled from the recurrent state recorded when the chunk was

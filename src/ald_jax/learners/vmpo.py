@@ -4,13 +4,13 @@
 
 * the online network is unrolled over the chunk and its bootstrap observation (``T+1`` steps)
   from the learner state the runner recorded (``batch.learner_state``);
-* values are PopArt-normalised (SPEC §5.3): returns are computed in return units, the value loss
-  and the advantages in normalised units;
+* values are PopArt-normalised (docs/design.md, "Losses"): returns are computed in return units,
+  the value loss and the advantages in normalised units;
 * returns are V-trace (ALD: the data comes from the actor policy) or plain n-step (baselines);
 * the V-MPO target policy is ``batch.learner_logits``: the learner runner holds the target network
   (it receives new params every ``K_L`` updates), so its outputs *are* the target network's;
-* ALD adds the learner→actor regulariser ``learner_reg * KL(pi_A || pi_L)`` (SPEC §5.4) with the
-  actor's behaviour logits held fixed;
+* ALD adds the learner→actor regulariser ``learner_reg * KL(pi_A || pi_L)`` (the paper's §3,
+  Eq. 1) with the actor's behaviour logits held fixed;
 * after the gradient step PopArt's statistics move and the stored value heads (online and target)
   are rescaled so their unnormalised outputs are preserved;
 * the target network copy is refreshed every ``target_period`` updates.
@@ -126,7 +126,7 @@ def make_learner_update(
       optimizer: optax transformation over ``(params, duals)`` (the paper: Adam 1e-4, no clip).
       gamma: discount factor.
       use_vtrace: V-trace returns/advantages (ALD) or plain n-step returns (baselines).
-      epsilon_eta, epsilon_alpha, top_k_fraction: V-MPO constants (SPEC §5.1).
+      epsilon_eta, epsilon_alpha, top_k_fraction: V-MPO constants (docs/design.md, "Losses").
       target_period: K_L, updates between target-network refreshes.
       popart_decay: PopArt statistics step size.
       value_coef: weight of the value loss.
@@ -195,7 +195,8 @@ def make_learner_update(
         updates, opt_state = optimizer.update(grads, state.opt_state, (state.params, state.duals))
         params, duals = optax.apply_updates((state.params, state.duals), updates)
 
-        # PopArt: move the statistics, then preserve the unnormalised outputs (SPEC §5.3).
+        # PopArt: move the statistics, then preserve the unnormalised outputs (docs/design.md,
+        # "Losses").
         popart = popart_update(state.popart, returns, batch.valid, popart_decay)
         params = _rescale_value_head(network, params, state.popart, popart)
         target_params = _rescale_value_head(network, state.target_params, state.popart, popart)

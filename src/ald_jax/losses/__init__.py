@@ -1,4 +1,6 @@
-"""Losses of ald-jax (SPEC §5): pure functions on time-major ``[T, B]`` arrays with masks."""
+"""Losses of ald-jax: pure functions on time-major ``[T, B]`` arrays with masks.
+
+The choices they implement are in docs/design.md, "Losses"."""
 
 from ald_jax.losses.common import masked_mean, masked_sum, num_valid, value_loss, where_valid
 from ald_jax.losses.distill import (

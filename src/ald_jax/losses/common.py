@@ -77,9 +77,9 @@ def masked_mean(x: Array, mask: Array) -> Array:
 def value_loss(v_pred: Array, target: Array, mask: Array) -> Array:
     """Masked mean of ``1/2 (v_pred - sg(target))^2``.
 
-    The gradient flows only into ``v_pred``; ``target`` (n-step or V-trace returns, SPEC §5.2) is
-    held fixed. Both must be in the same space (the learner regresses its PopArt-*normalised*
-    head output onto normalised targets).
+    The gradient flows only into ``v_pred``; ``target`` (n-step or V-trace returns; docs/design.md,
+    "Losses") is held fixed. Both must be in the same space (the learner regresses its
+    PopArt-*normalised* head output onto normalised targets).
 
     Args:
       v_pred: ``[T, B]`` predicted values.

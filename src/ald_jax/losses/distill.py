@@ -1,18 +1,20 @@
-"""Actor-Learner Distillation losses (Parisotto & Salakhutdinov 2021, Sec. 3; SPEC §5.4-5.6).
+"""Actor-Learner Distillation losses (Parisotto & Salakhutdinov 2021, §3, Eqs. 1-3).
+
+The settled choices are in docs/design.md, "Losses".
 
 Policy distillation uses the true KL of the actor policy to the learner policy,
 
     L_pi = E_{s ~ pi_A} KL(pi_A(.|s) || pi_L(.|s)) = sum_a pi_A(a) [log pi_A(a) - log pi_L(a)] >= 0.
 
-(The paper's Eq. 1 prints the log-ratio upside down; that is a typo, SPEC §5.4.) The same
-divergence is used both ways, and which side is held fixed decides who learns:
+(The paper's Eq. 1 prints the log-ratio upside down; that is a typo.) The same divergence is used
+both ways, and which side is held fixed decides who learns:
 
 - ``actor_distill_loss``: the learner's logits are stop-gradient, the actor is trained;
 - ``learner_regularizer_loss``: the actor's logits are stop-gradient, the learner is trained.
 
 Value distillation ``L_V = 1/2 (V_L - V_A)^2`` (V_L fixed) trains the actor's value head. Both
 values are taken in the learner's PopArt-*normalised* space: ``V_L`` is the learner's normalised
-head output and the actor's value head is trained to reproduce it (SPEC §5.5).
+head output and the actor's value head is trained to reproduce it (docs/design.md, "Losses").
 
 All losses are masked means over ``[T, B]`` steps.
 """
@@ -56,7 +58,7 @@ def _check_logits(student: Array, teacher: Array, mask: Array) -> None:
 
 
 def actor_distill_loss(actor_logits: Array, learner_logits: Array, mask: Array) -> Array:
-    """Policy distillation of the actor towards the learner (SPEC §5.4).
+    """Policy distillation of the actor towards the learner (the paper's §3, Eq. 1).
 
     ``masked_mean_t KL(pi_A(.|s_t) || sg(pi_L(.|s_t)))``: the gradient reaches only
     ``actor_logits``.
@@ -76,7 +78,8 @@ def actor_distill_loss(actor_logits: Array, learner_logits: Array, mask: Array) 
 
 
 def learner_regularizer_loss(learner_logits: Array, actor_logits: Array, mask: Array) -> Array:
-    """Regulariser of the learner towards the actor (SPEC §5.4, weight ``learner_reg``).
+    """Regulariser of the learner towards the actor (the paper's §3 and §4, "Learner"; weight
+    ``learner_reg``).
 
     ``masked_mean_t KL(sg(pi_A(.|s_t)) || pi_L(.|s_t))``: the same divergence as
     :func:`actor_distill_loss`, but the gradient reaches only ``learner_logits``.
@@ -96,7 +99,8 @@ def learner_regularizer_loss(learner_logits: Array, actor_logits: Array, mask: A
 
 
 def value_distill_loss(actor_value: Array, learner_value: Array, mask: Array) -> Array:
-    """Value distillation ``masked_mean_t 1/2 (sg(V_L(s_t)) - V_A(s_t))^2`` (SPEC §5.5).
+    """Value distillation ``masked_mean_t 1/2 (sg(V_L(s_t)) - V_A(s_t))^2`` (the paper's §3,
+    Eq. 2).
 
     Computed in the learner's PopArt-normalised space: ``learner_value`` is the learner's
     normalised value-head output and ``actor_value`` the actor's head output trained to match it.
@@ -135,7 +139,7 @@ def ald_loss(
     alpha_pi: float = 1.0,
     alpha_v: float = 0.0,
 ) -> tuple[Array, ALDStats]:
-    """The actor's distillation loss ``L_ALD = alpha_pi L_pi + alpha_V L_V`` (SPEC §5.6).
+    """The actor's distillation loss ``L_ALD = alpha_pi L_pi + alpha_V L_V`` (the paper's Eq. 3).
 
     Gradients reach only the actor's outputs; the learner's outputs are the fixed teacher.
 

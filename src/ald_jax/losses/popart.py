@@ -1,5 +1,5 @@
 """PopArt: adaptive target normalisation with output preservation (van Hasselt et al. 2016;
-Hessel et al. 2019, "Multi-task Deep RL with PopArt", Sec. 2; SPEC §5.3).
+Hessel et al. 2019, "Multi-task Deep RL with PopArt", Sec. 2; docs/design.md, "Losses").
 
 A single scalar value output (the learner's value head) is normalised. The statistics are
 exponential moving averages of the first and second moments of the value targets:

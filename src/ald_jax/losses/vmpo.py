@@ -1,4 +1,6 @@
-"""V-MPO policy loss with masking (Song et al. 2020, "V-MPO", Sec. 4.2; SPEC §5.1).
+"""V-MPO policy loss with masking (Song et al. 2020, "V-MPO", Sec. 4.2).
+
+docs/design.md, "Losses" has the settled choices, including the rlax masking caveat below.
 
 On a batch of ``[T, B]`` steps with advantages ``A``, online policy ``pi`` and target (old) policy
 ``pi_old``, and duals ``eta = softplus(eta_raw) + 1e-8``, ``alpha = softplus(alpha_raw) + 1e-8``:

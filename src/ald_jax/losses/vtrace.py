@@ -1,5 +1,5 @@
 """V-trace targets and advantages (Espeholt et al. 2018, IMPALA, Sec. 4.1, Eq. 1 and 4.2), and the
-plain bootstrapped n-step returns used by the on-policy baselines (SPEC §5.2).
+plain bootstrapped n-step returns used by the on-policy baselines (docs/design.md, "Losses").
 
 Time indexing follows rlax: for step ``t`` of a chunk of length ``T``,
 ``v_tm1[t] = V(x_t)``, ``v_t[t] = V(x_{t+1})`` (so ``v_t[T-1] = V(x_T)`` is the bootstrap),

@@ -1,5 +1,6 @@
-"""Flax networks with one recurrent interface (SPEC §4): the LSTM actor, the GTrXL learner and the
-Asymm-AC pair (LSTM policy, GTrXL value). See ``ald_jax.networks.base`` for the interface."""
+"""Flax networks with one recurrent interface: the LSTM actor, the GTrXL learner and the
+Asymm-AC pair (LSTM policy, GTrXL value). See ``ald_jax.networks.base`` for the interface and
+docs/design.md, "Networks" for the settled choices."""
 
 from ald_jax.networks.asymmetric import AsymmetricNetwork, AsymmetricState
 from ald_jax.networks.base import Params, RecurrentNetwork, State, flatten_obs

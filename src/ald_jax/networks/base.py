@@ -1,5 +1,5 @@
 """The recurrent-network interface shared by the actor (LSTM) and learner (GTrXL) models, plus the
-pieces both use: observation flattening and the policy/value heads (SPEC §4).
+pieces both use: observation flattening and the policy/value heads (docs/design.md, "Networks").
 
 Every network is a frozen dataclass wrapping Flax linen modules and exposes pure functions of
 ``(params, inputs, state)``; nothing is stored on the object but static sizes:

@@ -1,5 +1,5 @@
 """The learner model: Gated Transformer-XL (Parisotto et al. 2019, "Stabilizing Transformers for
-Reinforcement Learning", §3; SPEC §4).
+Reinforcement Learning", §3; docs/design.md, "Networks").
 
 Per layer ``l`` with input ``E^(l-1)`` and memory ``M^(l-1)`` (the layer inputs of the previous
 ``memory_length`` steps), the GTrXL layer with identity-map reordering (layer norm on the
@@ -47,9 +47,10 @@ State (``GTrXLState``, batch-first, memory slots oldest first)::
 
 ``step`` is the incremental version actors use: it projects keys/values only for the new token and
 folds ``W_R`` into the query (``q·(W_R R_d) = (W_Rᵀ q)·R_d``), so a GTrXL-4 step (D 256, M 64,
-FFN 256) costs ~12 MFLOP instead of ~114 (SPEC §9). ``unroll`` (learning, the learner runner)
-processes a whole chunk at once, recomputes the keys/values of the carried memory ``h`` with the
-params it is given (it never reads ``k``/``v``, which may be None), and returns a fresh cache.
+FFN 256) costs ~12 MFLOP instead of ~112 (XLA's cost analysis; docs/design.md, "Speed facts").
+``unroll`` (learning, the learner runner) processes a whole chunk at once, recomputes the
+keys/values of the carried memory ``h`` with the params it is given (it never reads ``k``/``v``,
+which may be None), and returns a fresh cache.
 
 Stale cache: ``k``/``v`` were computed with the params in use when each token was stepped. After
 an actor refreshes its params, up to M cached keys/values still come from the older params (the
@@ -405,8 +406,8 @@ class GTrXLModule(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class GTrXLNetwork:
-    """The GTrXL learner (SPEC §4; paper App. A: D 256, 8 heads × 32, memory 64, gate bias 2;
-    2 layers for I-Maze 9×9, 4 for I-Maze 15×15 and Meta-Fetch).
+    """The GTrXL learner (docs/design.md, "Networks"; paper App. A: D 256, 8 heads × 32, memory
+    64, gate bias 2; 2 layers for I-Maze 9×9, 4 for I-Maze 15×15 and Meta-Fetch).
 
     Attributes:
       num_actions: A.
@@ -415,8 +416,8 @@ class GTrXLNetwork:
       num_heads: H.
       head_dim: Dh.
       memory_length: M, steps of memory per layer (the attention window is ``0 <= d <= M``).
-      ffn_dim: hidden width of the position-wise MLP (256 = D; with it a GTrXL-4 step is the
-        SPEC §9 figure of ~13 MFLOP).
+      ffn_dim: hidden width of the position-wise MLP (256 = D; with it a GTrXL-4 step is
+        ~12 MFLOP, docs/design.md, "Speed facts").
       gate_bias: initial ``b_g`` of every GRU gate.
       head_hidden: width of the Dense+ReLU layer between the output LayerNorm and the heads.
     """

@@ -1,5 +1,7 @@
-"""The actor model: observation torso, one LSTM layer, policy and value heads (SPEC §4; paper
-App. A.1/A.2: a single-layer LSTM of 32 hidden units for I-Maze and 128 for Meta-Fetch).
+"""The actor model: observation torso, one LSTM layer, policy and value heads.
+
+docs/design.md, "Networks"; the paper's App. A.1/A.2: a single-layer LSTM of 32 hidden units for
+I-Maze and 128 for Meta-Fetch.
 
 Layout of ``params["params"]``::
 
@@ -110,7 +112,7 @@ def _reset(state: LSTMState, first: chex.Array | None) -> LSTMState:
 
 @dataclasses.dataclass(frozen=True)
 class LSTMNetwork:
-    """The LSTM actor (SPEC §4). See ``ald_jax.networks.base`` for the interface.
+    """The LSTM actor (docs/design.md, "Networks"). See ``ald_jax.networks.base`` for the interface.
 
     Attributes:
       num_actions: A, number of discrete actions.
