@@ -50,6 +50,7 @@ from ald_jax.learners import (
     make_learner_update,
 )
 from ald_jax.networks import AsymmetricNetwork, GTrXLNetwork, LSTMNetwork
+from ald_jax.networks.base import RecurrentNetwork
 
 
 class Components(NamedTuple):
@@ -59,8 +60,8 @@ class Components(NamedTuple):
     env_params: Any
     obs_example: jax.Array  # one observation, for network init
     init_carry: Callable  # (key, num_envs, actor_index) -> actor carry
-    actor_net: Any
-    learner_net: Any
+    actor_net: RecurrentNetwork
+    learner_net: RecurrentNetwork
     actor_params_of: Callable  # learner params -> actor params (baselines)
     rollout: Callable  # (params, carry, version) -> (carry, trajs, stats), [chunks_per_call] first
     # (target_params, calls, states) -> (learner batches, next states); see make_group_runner

@@ -305,7 +305,7 @@ class System:
         return jax.device_get(tree), meta
 
     def _state_tree(self, replay_items: list, pending: list) -> dict:
-        stack = lambda items: jax.tree.map(lambda *xs: jnp.stack(xs), *items)  # noqa: E731
+        stack = lambda items: jax.tree.map(lambda *xs: np.stack(xs), *items)  # noqa: E731  (host)
         return {
             "learner": self.learner_state,
             "distill": self.distill_state if self.distill_state is not None else (),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from ald_jax.learners.runner import make_learner_runner
+from ald_jax.networks.base import RecurrentNetwork
 from ald_jax.types import PyTree, Trajectory
 
 
@@ -17,9 +16,9 @@ def fake_trajectory(
     unroll_length: int,
     batch_size: int,
     obs_shape: tuple[int, ...],
-    actor_net: Any,
+    actor_net: RecurrentNetwork,
     actor_params: PyTree,
-    learner_net: Any | None = None,
+    learner_net: RecurrentNetwork | None = None,
     learner_params: PyTree | None = None,
     p_first: float = 0.05,
     p_invalid: float = 0.0,

@@ -16,7 +16,7 @@ the gradients across the devices.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import chex
 import jax
@@ -28,6 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ald_jax import trajectory
 from ald_jax.learners.guard import guarded
 from ald_jax.losses import ald_loss
+from ald_jax.networks.base import RecurrentNetwork
 from ald_jax.types import PyTree, Trajectory
 
 
@@ -44,7 +45,7 @@ def init_distill_state(params: PyTree, optimizer: optax.GradientTransformation) 
 
 
 def make_distill_update(
-    network: Any,
+    network: RecurrentNetwork,
     optimizer: optax.GradientTransformation,
     *,
     alpha_pi: float = 1.0,

@@ -10,7 +10,6 @@ policy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +17,11 @@ import numpy as np
 
 from ald_jax import trajectory
 from ald_jax.learners.vmpo import unroll_with_bootstrap
+from ald_jax.networks.base import RecurrentNetwork
 from ald_jax.types import PyTree, Trajectory
 
 
-def make_learner_runner(network: Any) -> Callable[[PyTree, Trajectory, PyTree], tuple]:
+def make_learner_runner(network: RecurrentNetwork) -> Callable[[PyTree, Trajectory, PyTree], tuple]:
     """Builds ``run(target_params, batch, learner_state) -> (batch, next_learner_state)``.
 
     ``learner_state`` is the learner network's recurrent state before ``batch.obs[0]`` for each of
@@ -40,7 +40,7 @@ def make_learner_runner(network: Any) -> Callable[[PyTree, Trajectory, PyTree], 
     return run
 
 
-def make_group_runner(network: Any, batches: int) -> Callable:
+def make_group_runner(network: RecurrentNetwork, batches: int) -> Callable:
     """Builds ``run_group(target_params, calls, states) -> (learner_batches, next_states)``: the
     learner runner over several actor calls at once, one (jittable) call per group.
 
