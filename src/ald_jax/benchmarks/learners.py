@@ -41,21 +41,29 @@ def _time(fn, state, batch, repeats: int, iters: int) -> float:
     return statistics.median(times)
 
 
-def learner_sps(network, repeats: int, iters: int, use_vtrace: bool = True) -> float:
+def _fake_batch(learner, learner_params, actor_params=None):
+    """A 64 x 20 batch acted by an LSTM-32 (``actor_params``, or fresh ones) with ``learner``'s
+    runner outputs attached; returns ``(batch, actor params)``."""
     key = jax.random.PRNGKey(0)
     obs = jax.numpy.zeros(OBS_SHAPE, jax.numpy.uint8)
     actor = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
-    params = network.init(key, obs)
+    actor_params = actor.init(key, obs) if actor_params is None else actor_params
     batch = fake_trajectory(
         key,
         unroll_length=T,
         batch_size=B,
         obs_shape=OBS_SHAPE,
         actor_net=actor,
-        actor_params=actor.init(key, obs),
-        learner_net=network,
-        learner_params=params,
+        actor_params=actor_params,
+        learner_net=learner,
+        learner_params=learner_params,
     )
+    return batch, actor_params
+
+
+def learner_sps(network, repeats: int, iters: int, use_vtrace: bool = True) -> float:
+    params = network.init(jax.random.PRNGKey(0), jax.numpy.zeros(OBS_SHAPE, jax.numpy.uint8))
+    batch, _ = _fake_batch(network, params)
     opt = optax.adam(1e-4)
     update = jax.jit(
         make_learner_update(network, opt, gamma=0.99, use_vtrace=use_vtrace, learner_reg=0.1)
@@ -69,17 +77,7 @@ def distill_sps(repeats: int, iters: int) -> float:
     obs = jax.numpy.zeros(OBS_SHAPE, jax.numpy.uint8)
     actor = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
     teacher = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
-    params = actor.init(key, obs)
-    batch = fake_trajectory(
-        key,
-        unroll_length=T,
-        batch_size=B,
-        obs_shape=OBS_SHAPE,
-        actor_net=actor,
-        actor_params=params,
-        learner_net=teacher,
-        learner_params=teacher.init(key, obs),
-    )
+    batch, params = _fake_batch(teacher, teacher.init(key, obs))
     batch = jax.tree.map(lambda x: x[None], batch._replace(learner_state=()))
     opt = optax.adam(1e-4)
     update = jax.jit(make_distill_update(actor, opt, alpha_pi=1.0, alpha_v=0.1))
