@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -105,6 +106,95 @@ def unroll_with_bootstrap(network: Any, params: PyTree, batch: Trajectory, state
     return out, state_t
 
 
+class _LossSettings(NamedTuple):
+    gamma: float
+    use_vtrace: bool
+    epsilon_eta: float
+    epsilon_alpha: float
+    top_k_fraction: float
+    value_coef: float
+    learner_reg: float
+
+
+def _returns_and_advantages(v, logits, batch: Trajectory, gamma: float, use_vtrace: bool):
+    """Value targets and policy advantages ``[T, B]`` in return units, from the learner's
+    unnormalised values ``v [T+1, B]`` (V-trace for ALD, n-step for the baselines)."""
+    discount_t = gamma * batch.discount
+    if use_vtrace:
+        log_pi = jax.nn.log_softmax(logits)
+        log_mu = jax.nn.log_softmax(batch.behaviour_logits)
+        log_rhos = jnp.take_along_axis(log_pi - log_mu, batch.action[..., None], -1)[..., 0]
+        ret = vtrace(v[:-1], v[1:], batch.reward, discount_t, jax.lax.stop_gradient(log_rhos))
+        return ret.vs, ret.pg_advantages
+    returns = nstep_returns(v[1:], batch.reward, discount_t)
+    return returns, returns - v[:-1]
+
+
+def _learner_loss(network, hp: _LossSettings, params, duals, popart, batch: Trajectory):
+    """The V-MPO learner loss; returns ``(total, (metrics, returns))``."""
+    mask = batch.valid.astype(jnp.float32)
+    # All T+1 steps in one unroll (the bootstrap value is the last); no state needed here.
+    out, _ = network.unroll(params, batch.obs, batch.first, batch.learner_state)
+    logits = out.logits[:-1]
+    v_norm = out.value  # [T+1, B], normalised
+    v = jax.lax.stop_gradient(popart_lib.unnormalize(popart, v_norm))
+    returns, advantages = _returns_and_advantages(v, logits, batch, hp.gamma, hp.use_vtrace)
+    norm_returns = popart_lib.normalize(popart, returns)
+    norm_adv = jax.lax.stop_gradient(advantages / popart_lib.sigma(popart))
+
+    v_loss = value_loss(v_norm[:-1], norm_returns, mask)
+    pi_loss, pi_stats = vmpo_loss(
+        logits,
+        batch.learner_logits[:-1],
+        batch.action,
+        norm_adv,
+        mask,
+        duals.eta_raw,
+        duals.alpha_raw,
+        epsilon_eta=hp.epsilon_eta,
+        epsilon_alpha=hp.epsilon_alpha,
+        top_k_fraction=hp.top_k_fraction,
+    )
+    total = pi_loss + hp.value_coef * v_loss
+    reg = jnp.zeros(())
+    if hp.learner_reg > 0.0:
+        reg = learner_regularizer_loss(logits, batch.behaviour_logits, mask)
+        total = total + hp.learner_reg * reg
+    metrics = {
+        "loss/total": total,
+        "loss/policy": pi_loss,
+        "loss/value": v_loss,
+        "loss/learner_reg": reg,
+        "returns_mean": _masked_mean(returns, mask),
+        "advantage_mean": _masked_mean(advantages, mask),
+        **{f"vmpo/{k}": v for k, v in _as_dict(pi_stats).items()},
+    }
+    return total, (metrics, returns)
+
+
+def _popart_step(network, state: LearnerState, params, returns, valid, decay: float):
+    """PopArt: move the statistics, then preserve the unnormalised outputs of the online and
+    target value heads (docs/design.md, "Losses"); returns ``(popart, params, target)``."""
+    popart = popart_update(state.popart, returns, valid, decay)
+    params = _rescale_value_head(network, params, state.popart, popart)
+    target_params = _rescale_value_head(network, state.target_params, state.popart, popart)
+    return popart, params, target_params
+
+
+def _guard_update(state: LearnerState, new_state: LearnerState, metrics: dict, grads):
+    """NaN/Inf anywhere: skip this update (state unchanged) and say what broke."""
+    losses = {k[len("loss/") :]: v for k, v in metrics.items() if k.startswith("loss/")}
+    new_state, flags = guarded(state, new_state, losses, grads, (new_state.params, new_state.duals))
+    metrics = {
+        **metrics,
+        **flags,
+        "popart/mu": new_state.popart.mu,
+        "popart/sigma": popart_lib.sigma(new_state.popart),
+        "grad_norm": optax.tree.norm(grads[0]),
+    }
+    return new_state, metrics
+
+
 def make_learner_update(
     network: Any,
     optimizer: optax.GradientTransformation,
@@ -137,55 +227,11 @@ def make_learner_update(
       with the runner's fields attached.
     """
 
-    def loss_fn(params, duals: Duals, popart: PopArtState, batch: Trajectory):
-        mask = batch.valid.astype(jnp.float32)
-        # All T+1 steps in one unroll (the bootstrap value is the last); no state needed here.
-        out, _ = network.unroll(params, batch.obs, batch.first, batch.learner_state)
-        logits = out.logits[:-1]
-        v_norm = out.value  # [T+1, B], normalised
-        v = jax.lax.stop_gradient(popart_lib.unnormalize(popart, v_norm))
-        discount_t = gamma * batch.discount
-        if use_vtrace:
-            log_pi = jax.nn.log_softmax(logits)
-            log_mu = jax.nn.log_softmax(batch.behaviour_logits)
-            log_rhos = jnp.take_along_axis(log_pi - log_mu, batch.action[..., None], -1)[..., 0]
-            ret = vtrace(v[:-1], v[1:], batch.reward, discount_t, jax.lax.stop_gradient(log_rhos))
-            returns, advantages = ret.vs, ret.pg_advantages
-        else:
-            returns = nstep_returns(v[1:], batch.reward, discount_t)
-            advantages = returns - v[:-1]
-        sigma = popart_lib.sigma(popart)
-        norm_returns = popart_lib.normalize(popart, returns)
-        norm_adv = jax.lax.stop_gradient(advantages / sigma)
+    hyper = _LossSettings(
+        gamma, use_vtrace, epsilon_eta, epsilon_alpha, top_k_fraction, value_coef, learner_reg
+    )
 
-        v_loss = value_loss(v_norm[:-1], norm_returns, mask)
-        pi_loss, pi_stats = vmpo_loss(
-            logits,
-            batch.learner_logits[:-1],
-            batch.action,
-            norm_adv,
-            mask,
-            duals.eta_raw,
-            duals.alpha_raw,
-            epsilon_eta=epsilon_eta,
-            epsilon_alpha=epsilon_alpha,
-            top_k_fraction=top_k_fraction,
-        )
-        total = pi_loss + value_coef * v_loss
-        reg = jnp.zeros(())
-        if learner_reg > 0.0:
-            reg = learner_regularizer_loss(logits, batch.behaviour_logits, mask)
-            total = total + learner_reg * reg
-        metrics = {
-            "loss/total": total,
-            "loss/policy": pi_loss,
-            "loss/value": v_loss,
-            "loss/learner_reg": reg,
-            "returns_mean": _masked_mean(returns, mask),
-            "advantage_mean": _masked_mean(advantages, mask),
-            **{f"vmpo/{k}": v for k, v in _as_dict(pi_stats).items()},
-        }
-        return total, (metrics, returns)
+    loss_fn = functools.partial(_learner_loss, network, hyper)
 
     def update(state: LearnerState, batch: Trajectory) -> tuple[LearnerState, dict]:
         chex.assert_rank([batch.action, batch.reward, batch.discount, batch.valid], 2)
@@ -195,26 +241,13 @@ def make_learner_update(
         updates, opt_state = optimizer.update(grads, state.opt_state, (state.params, state.duals))
         params, duals = optax.apply_updates((state.params, state.duals), updates)
 
-        # PopArt: move the statistics, then preserve the unnormalised outputs (docs/design.md,
-        # "Losses").
-        popart = popart_update(state.popart, returns, batch.valid, popart_decay)
-        params = _rescale_value_head(network, params, state.popart, popart)
-        target_params = _rescale_value_head(network, state.target_params, state.popart, popart)
-
+        popart, params, target_params = _popart_step(
+            network, state, params, returns, batch.valid, popart_decay
+        )
         step = state.step + 1
         target_params = optax.periodic_update(params, target_params, step, target_period)
         new_state = LearnerState(params, target_params, duals, opt_state, popart, step)
-        # NaN/Inf anywhere: skip this update (state unchanged) and say what broke.
-        losses = {k[len("loss/") :]: v for k, v in metrics.items() if k.startswith("loss/")}
-        new_state, flags = guarded(state, new_state, losses, grads, (params, duals))
-        metrics = {
-            **metrics,
-            **flags,
-            "popart/mu": new_state.popart.mu,
-            "popart/sigma": popart_lib.sigma(new_state.popart),
-            "grad_norm": optax.tree.norm(grads[0]),
-        }
-        return new_state, metrics
+        return _guard_update(state, new_state, metrics, grads)
 
     return update
 
