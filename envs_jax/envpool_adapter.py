@@ -87,6 +87,113 @@ def _import_envpool() -> Any:
     return envpool
 
 
+def _check_task(envpool: Any, task_id: Any) -> None:
+    """Raises ValueError (with close matches as a hint) unless ``task_id`` is an envpool task."""
+    all_envs = list(envpool.list_all_envs())
+    if not isinstance(task_id, str) or task_id not in all_envs:
+        close = difflib.get_close_matches(str(task_id), all_envs, n=5, cutoff=0.5)
+        hint = (
+            f"close matches: {close}" if close else f"e.g. {all_envs[:5]} ({len(all_envs)} in all)"
+        )
+        raise ValueError(
+            f"unknown envpool task_id {task_id!r}; it must be one of envpool.list_all_envs() "
+            f"({hint})."
+        )
+
+
+def _check_num_envs(num_envs: Any) -> int:
+    """``num_envs`` as a Python int; ValueError unless it is an integer (not bool) ``>= 1``."""
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
+        raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}.")
+    return int(num_envs)
+
+
+def _check_batching(num_envs: int, envpool_kwargs: dict[str, Any]) -> None:
+    """Pops ``batch_size`` from ``envpool_kwargs``; ValueError for async mode or ``env_type``."""
+    batch_size = envpool_kwargs.pop("batch_size", num_envs)
+    if batch_size != num_envs:
+        raise ValueError(
+            f"batch_size={batch_size!r} is not supported: EnvpoolAdapter runs envpool in sync "
+            f"mode, so batch_size must equal num_envs={num_envs}."
+        )
+    if "env_type" in envpool_kwargs:
+        raise ValueError(
+            f"env_type={envpool_kwargs['env_type']!r} is not supported; the adapter always "
+            "uses envpool's gymnasium API."
+        )
+
+
+def _make_env(
+    envpool: Any, task_id: str, num_envs: int, seed: int, envpool_kwargs: dict[str, Any]
+) -> tuple[Any, Any, Any]:
+    """Creates the sync-mode gymnasium envpool env; returns ``(env, action_space, obs_space)``."""
+    with warnings.catch_warnings():
+        # gymnasium warns that envpool's float64 Box bounds are cast to float32; harmless.
+        warnings.filterwarnings("ignore", message=".*precision lowered.*")
+        env = envpool.make_gymnasium(
+            task_id, num_envs=num_envs, batch_size=num_envs, seed=int(seed), **envpool_kwargs
+        )
+        # The spaces are built lazily on first access, which is where the warning fires.
+        act_space = env.action_space
+        obs_space = env.observation_space
+    return env, act_space, obs_space
+
+
+def _check_single_player(env: Any, task_id: str) -> None:
+    """Closes ``env`` and raises ValueError if it is a multi-player environment."""
+    max_players = getattr(env.spec.config, "max_num_players", 1)
+    if max_players != 1:
+        env.close()
+        raise ValueError(
+            f"{task_id!r} is a multi-player environment (max_num_players={max_players}); "
+            "EnvpoolAdapter supports single-player environments only."
+        )
+
+
+def _discrete_actions(env: Any, task_id: str, act_space: Any) -> tuple[int, int]:
+    """``(num_actions, start)`` of a Discrete action space; else closes ``env``, TypeError."""
+    import gymnasium.spaces as spaces
+
+    if not isinstance(act_space, spaces.Discrete):
+        env.close()
+        raise TypeError(
+            f"{task_id!r} has action space {act_space}; EnvpoolAdapter supports only "
+            "gymnasium.spaces.Discrete action spaces."
+        )
+    return int(act_space.n), int(getattr(act_space, "start", 0))
+
+
+def _observation_space(env: Any, task_id: str, obs_space: Any, obs_key: str | None) -> Any:
+    """The Box/Discrete observation space (``obs_space[obs_key]`` for a Dict space).
+
+    Closes ``env`` before raising ValueError (bad ``obs_key``) or TypeError (unsupported space).
+    """
+    import gymnasium.spaces as spaces
+
+    if isinstance(obs_space, spaces.Dict):
+        keys = sorted(obs_space.spaces)
+        if obs_key is None or obs_key not in obs_space.spaces:
+            env.close()
+            raise ValueError(
+                f"{task_id!r} has a Dict observation space with keys {keys}; pass obs_key as "
+                f"one of them (got obs_key={obs_key!r})."
+            )
+        obs_space = obs_space.spaces[obs_key]
+    elif obs_key is not None:
+        env.close()
+        raise ValueError(
+            f"obs_key={obs_key!r} given but {task_id!r} has a non-Dict observation space "
+            f"{obs_space}; obs_key must be None."
+        )
+    if not isinstance(obs_space, spaces.Box | spaces.Discrete):
+        env.close()
+        raise TypeError(
+            f"observation space {obs_space} of {task_id!r} is not supported "
+            "(allowed: Box, Discrete, or a Dict of them selected with obs_key)."
+        )
+    return obs_space
+
+
 class EnvpoolAdapter:
     """Runs ``num_envs`` copies of an envpool environment synchronously on the host.
 
@@ -123,85 +230,18 @@ class EnvpoolAdapter:
         **envpool_kwargs: Any,
     ) -> None:
         envpool = _import_envpool()
-        all_envs = list(envpool.list_all_envs())
-        if not isinstance(task_id, str) or task_id not in all_envs:
-            close = difflib.get_close_matches(str(task_id), all_envs, n=5, cutoff=0.5)
-            hint = (
-                f"close matches: {close}"
-                if close
-                else f"e.g. {all_envs[:5]} ({len(all_envs)} in all)"
-            )
-            raise ValueError(
-                f"unknown envpool task_id {task_id!r}; it must be one of envpool.list_all_envs() "
-                f"({hint})."
-            )
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}.")
-        num_envs = int(num_envs)
-        batch_size = envpool_kwargs.pop("batch_size", num_envs)
-        if batch_size != num_envs:
-            raise ValueError(
-                f"batch_size={batch_size!r} is not supported: EnvpoolAdapter runs envpool in sync "
-                f"mode, so batch_size must equal num_envs={num_envs}."
-            )
-        if "env_type" in envpool_kwargs:
-            raise ValueError(
-                f"env_type={envpool_kwargs['env_type']!r} is not supported; the adapter always "
-                "uses envpool's gymnasium API."
-            )
+        _check_task(envpool, task_id)
+        num_envs = _check_num_envs(num_envs)
+        _check_batching(num_envs, envpool_kwargs)
 
         self._task_id = task_id
         self._num_envs = num_envs
-        with warnings.catch_warnings():
-            # gymnasium warns that envpool's float64 Box bounds are cast to float32; harmless.
-            warnings.filterwarnings("ignore", message=".*precision lowered.*")
-            self._env = envpool.make_gymnasium(
-                task_id, num_envs=num_envs, batch_size=num_envs, seed=int(seed), **envpool_kwargs
-            )
-            # The spaces are built lazily on first access, which is where the warning fires.
-            act_space = self._env.action_space
-            obs_space = self._env.observation_space
-
-        max_players = getattr(self._env.spec.config, "max_num_players", 1)
-        if max_players != 1:
-            self._env.close()
-            raise ValueError(
-                f"{task_id!r} is a multi-player environment (max_num_players={max_players}); "
-                "EnvpoolAdapter supports single-player environments only."
-            )
-
-        import gymnasium.spaces as spaces
-
-        if not isinstance(act_space, spaces.Discrete):
-            self._env.close()
-            raise TypeError(
-                f"{task_id!r} has action space {act_space}; EnvpoolAdapter supports only "
-                "gymnasium.spaces.Discrete action spaces."
-            )
-        self._num_actions = int(act_space.n)
-        self._action_start = int(getattr(act_space, "start", 0))
-
-        if isinstance(obs_space, spaces.Dict):
-            keys = sorted(obs_space.spaces)
-            if obs_key is None or obs_key not in obs_space.spaces:
-                self._env.close()
-                raise ValueError(
-                    f"{task_id!r} has a Dict observation space with keys {keys}; pass obs_key as "
-                    f"one of them (got obs_key={obs_key!r})."
-                )
-            obs_space = obs_space.spaces[obs_key]
-        elif obs_key is not None:
-            self._env.close()
-            raise ValueError(
-                f"obs_key={obs_key!r} given but {task_id!r} has a non-Dict observation space "
-                f"{obs_space}; obs_key must be None."
-            )
-        if not isinstance(obs_space, spaces.Box | spaces.Discrete):
-            self._env.close()
-            raise TypeError(
-                f"observation space {obs_space} of {task_id!r} is not supported "
-                "(allowed: Box, Discrete, or a Dict of them selected with obs_key)."
-            )
+        self._env, act_space, obs_space = _make_env(
+            envpool, task_id, num_envs, seed, envpool_kwargs
+        )
+        _check_single_player(self._env, task_id)
+        self._num_actions, self._action_start = _discrete_actions(self._env, task_id, act_space)
+        obs_space = _observation_space(self._env, task_id, obs_space, obs_key)
         self._obs_key = obs_key
         self._observation_shape: tuple[int, ...] = tuple(int(d) for d in obs_space.shape)
         self._observation_dtype = np.dtype(obs_space.dtype)
@@ -264,6 +304,33 @@ class EnvpoolAdapter:
             raise RuntimeError(f"envpool returned unexpected env ids {env_id.tolist()}.")
         return order
 
+    def _env_action(self, action: np.ndarray) -> np.ndarray:
+        """Validates ``[B]`` actions and maps them to envpool's int32 actions (adds ``start``)."""
+        action = np.asarray(action)
+        b = self._num_envs
+        if action.shape != (b,):
+            raise ValueError(f"action must have shape ({b},), got {action.shape}.")
+        if not np.issubdtype(action.dtype, np.integer):
+            raise ValueError(f"action must be an integer array, got dtype {action.dtype}.")
+        if action.size and (action.min() < 0 or action.max() >= self._num_actions):
+            bad = action[(action < 0) | (action >= self._num_actions)]
+            raise ValueError(f"actions must be in [0, {self._num_actions}), got {bad.tolist()}.")
+        return action.astype(np.int32) + np.int32(self._action_start)
+
+    def _env_step(
+        self, env_action: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One envpool step; ``(obs, reward, terminated, truncated)`` in env-id order, as numpy."""
+        obs, reward, terminated, truncated, info = self._env.step(env_action, self._env_ids)
+        order = self._order(info)
+        obs = self._select_obs(obs, order)
+        reward = np.asarray(reward, dtype=np.float32)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        if order is not None:
+            reward, terminated, truncated = reward[order], terminated[order], truncated[order]
+        return obs, reward, terminated, truncated
+
     # ------------------------------------------------------------------ API
     def reset(self) -> np.ndarray:
         """Resets every environment.
@@ -293,25 +360,7 @@ class EnvpoolAdapter:
         """
         if not self._was_reset:
             raise RuntimeError("call reset() before step().")
-        action = np.asarray(action)
-        b = self._num_envs
-        if action.shape != (b,):
-            raise ValueError(f"action must have shape ({b},), got {action.shape}.")
-        if not np.issubdtype(action.dtype, np.integer):
-            raise ValueError(f"action must be an integer array, got dtype {action.dtype}.")
-        if action.size and (action.min() < 0 or action.max() >= self._num_actions):
-            bad = action[(action < 0) | (action >= self._num_actions)]
-            raise ValueError(f"actions must be in [0, {self._num_actions}), got {bad.tolist()}.")
-        env_action = action.astype(np.int32) + np.int32(self._action_start)
-
-        obs, reward, terminated, truncated, info = self._env.step(env_action, self._env_ids)
-        order = self._order(info)
-        obs = self._select_obs(obs, order)
-        reward = np.asarray(reward, dtype=np.float32)
-        terminated = np.asarray(terminated, dtype=bool)
-        truncated = np.asarray(truncated, dtype=bool)
-        if order is not None:
-            reward, terminated, truncated = reward[order], terminated[order], truncated[order]
+        obs, reward, terminated, truncated = self._env_step(self._env_action(action))
 
         invalid = self._needs_reset.copy()  # envpool spent this step resetting
         valid = ~invalid

@@ -101,6 +101,126 @@ def top_k_selection(advantages: Array, mask: Array, top_k_fraction: float) -> Ar
     return valid & (advantages >= threshold)
 
 
+def _mask_inputs(
+    online_logits: Array, target_logits: Array, actions: Array, advantages: Array, mask: Array
+) -> tuple[Array, Array, Array, Array, Array]:
+    """Zeroes masked steps; stop-gradients the target logits and the advantages.
+
+    Returns:
+      ``(valid, online_logits, target_logits, actions, advantages)`` with ``valid`` the bool mask.
+    """
+    valid = valid_mask(mask)
+    online_logits = where_valid(online_logits, valid)
+    target_logits = jax.lax.stop_gradient(where_valid(target_logits, valid))
+    advantages = jax.lax.stop_gradient(where_valid(advantages, valid))
+    actions = where_valid(actions, valid)
+    return valid, online_logits, target_logits, actions, advantages
+
+
+class _EStep(NamedTuple):
+    """What :func:`_e_step` computes on the selected set ``D~``."""
+
+    selected: Array  # [T, B] bool, D~
+    n_selected: Array  # |D~| as float32
+    weights: Array  # [T, B] psi (stop-gradient), 0 outside D~
+    temperature_loss: Array  # L_eta (0 when no step is valid)
+
+
+def _e_step(
+    advantages: Array,
+    valid: Array,
+    eta: Array,
+    any_valid: Array,
+    epsilon_eta: float,
+    top_k_fraction: float,
+) -> _EStep:
+    """E-step: top-k selection, the weights ``psi`` on ``D~`` and the temperature loss ``L_eta``.
+
+    ``advantages`` are already stop-gradient and zeroed at masked steps; ``valid`` is the bool
+    mask. ``L_eta`` is computed with a stop-gradient max shift for a stable logsumexp.
+    """
+    selected = top_k_selection(advantages, valid, top_k_fraction)
+    n_selected = jnp.sum(selected.astype(jnp.float32))
+    scaled = jnp.where(selected, advantages / eta, 0.0)
+    shift = jax.lax.stop_gradient(jnp.max(jnp.where(selected, scaled, -jnp.inf)))
+    shift = jnp.where(any_valid, shift, 0.0)
+    sum_exp = jnp.sum(jnp.where(selected, jnp.exp(scaled - shift), 0.0))
+    sum_exp = jnp.where(any_valid, sum_exp, 1.0)
+    log_sum_exp = jnp.log(sum_exp) + shift  # logsumexp over D~ of A / eta
+    log_mean_exp = log_sum_exp - jnp.log(jnp.maximum(n_selected, 1.0))
+    temperature_loss = jnp.where(any_valid, eta * (epsilon_eta + log_mean_exp), 0.0)
+    weights = jax.lax.stop_gradient(jnp.where(selected, jnp.exp(scaled - log_sum_exp), 0.0))
+    return _EStep(selected, n_selected, weights, temperature_loss)
+
+
+def _weighted_policy_loss(
+    online_logits: Array, actions: Array, selected: Array, weights: Array
+) -> Array:
+    """M-step: ``L_pi = - sum_{D~} psi_t log pi(a_t | s_t)`` (weighted maximum likelihood)."""
+    log_pi = jax.nn.log_softmax(online_logits, axis=-1)
+    log_pi_a = jnp.take_along_axis(log_pi, actions[..., None], axis=-1)[..., 0]
+    return -jnp.sum(jnp.where(selected, weights * log_pi_a, 0.0))
+
+
+class _KLTerms(NamedTuple):
+    """What :func:`_kl_constraint` computes."""
+
+    kl: Array  # masked mean KL(pi_old || pi)
+    kl_loss: Array  # sg(alpha) KL, trains the policy
+    alpha_loss: Array  # alpha (eps_alpha - sg(KL)), trains alpha; 0 when no step is valid
+
+
+def _kl_constraint(
+    target_logits: Array,
+    online_logits: Array,
+    valid: Array,
+    alpha: Array,
+    any_valid: Array,
+    epsilon_alpha: float,
+) -> _KLTerms:
+    """M-step trust region: the masked KL and its Lagrangian terms (stop-gradient split)."""
+    kl = masked_mean(categorical_kl(target_logits, online_logits), valid)
+    kl_loss = jax.lax.stop_gradient(alpha) * kl
+    alpha_loss = jnp.where(any_valid, alpha * (epsilon_alpha - jax.lax.stop_gradient(kl)), 0.0)
+    return _KLTerms(kl, kl_loss, alpha_loss)
+
+
+def _weights_diagnostics(weights: Array, selected: Array, any_valid: Array) -> tuple[Array, Array]:
+    """Stop-gradient ``(entropy of psi over D~, effective sample size 1 / sum psi^2)``."""
+    safe_w = jnp.where(selected & (weights > 0), weights, 1.0)
+    weights_entropy = -jnp.sum(jnp.where(selected, weights * jnp.log(safe_w), 0.0))
+    ess = jnp.where(any_valid, 1.0 / jnp.maximum(jnp.sum(jnp.square(weights)), 1e-30), 0.0)
+    return jax.lax.stop_gradient(weights_entropy), jax.lax.stop_gradient(ess)
+
+
+def _vmpo_stats(
+    loss: Array,
+    policy_loss: Array,
+    e: _EStep,
+    kl: _KLTerms,
+    eta: Array,
+    alpha: Array,
+    n_valid: Array,
+    any_valid: Array,
+) -> VMPOStats:
+    """Assembles :class:`VMPOStats`, adding the diagnostics of the E-step weights."""
+    weights_entropy, ess = _weights_diagnostics(e.weights, e.selected, any_valid)
+    return VMPOStats(
+        loss=loss,
+        policy_loss=policy_loss,
+        temperature_loss=e.temperature_loss,
+        kl_loss=kl.kl_loss,
+        alpha_loss=kl.alpha_loss,
+        kl=kl.kl,
+        eta=eta,
+        alpha=alpha,
+        weights_entropy=weights_entropy,
+        effective_sample_size=ess,
+        num_selected=e.n_selected,
+        fraction_selected=e.n_selected / jnp.maximum(n_valid, 1.0),
+    )
+
+
 def vmpo_loss(
     online_logits: Array,
     target_logits: Array,
@@ -140,56 +260,17 @@ def vmpo_loss(
     chex.assert_equal_shape_prefix([online_logits, actions], 2)
     chex.assert_type([actions, advantages, eta_raw, alpha_raw], [int, float, float, float])
 
-    valid = valid_mask(mask)
-    online_logits = where_valid(online_logits, valid)
-    target_logits = jax.lax.stop_gradient(where_valid(target_logits, valid))
-    advantages = jax.lax.stop_gradient(where_valid(advantages, valid))
-    actions = where_valid(actions, valid)
+    valid, online_logits, target_logits, actions, advantages = _mask_inputs(
+        online_logits, target_logits, actions, advantages, mask
+    )
     eta = dual_from_raw(eta_raw)
     alpha = dual_from_raw(alpha_raw)
     n_valid = jnp.sum(valid.astype(jnp.float32))
     any_valid = n_valid > 0
 
-    # E-step: weights on the selected set and the temperature loss.
-    selected = top_k_selection(advantages, valid, top_k_fraction)
-    n_selected = jnp.sum(selected.astype(jnp.float32))
-    scaled = jnp.where(selected, advantages / eta, 0.0)
-    shift = jax.lax.stop_gradient(jnp.max(jnp.where(selected, scaled, -jnp.inf)))
-    shift = jnp.where(any_valid, shift, 0.0)
-    sum_exp = jnp.sum(jnp.where(selected, jnp.exp(scaled - shift), 0.0))
-    sum_exp = jnp.where(any_valid, sum_exp, 1.0)
-    log_sum_exp = jnp.log(sum_exp) + shift  # logsumexp over D~ of A / eta
-    log_mean_exp = log_sum_exp - jnp.log(jnp.maximum(n_selected, 1.0))
-    temperature_loss = jnp.where(any_valid, eta * (epsilon_eta + log_mean_exp), 0.0)
-    weights = jax.lax.stop_gradient(jnp.where(selected, jnp.exp(scaled - log_sum_exp), 0.0))
-
-    # M-step: weighted maximum likelihood on the selected steps.
-    log_pi = jax.nn.log_softmax(online_logits, axis=-1)
-    log_pi_a = jnp.take_along_axis(log_pi, actions[..., None], axis=-1)[..., 0]
-    policy_loss = -jnp.sum(jnp.where(selected, weights * log_pi_a, 0.0))
-
-    # KL constraint with the Lagrangian stop-gradient split.
-    kl = masked_mean(categorical_kl(target_logits, online_logits), valid)
-    kl_loss = jax.lax.stop_gradient(alpha) * kl
-    alpha_loss = jnp.where(any_valid, alpha * (epsilon_alpha - jax.lax.stop_gradient(kl)), 0.0)
-
-    loss = policy_loss + temperature_loss + kl_loss + alpha_loss
-
-    safe_w = jnp.where(selected & (weights > 0), weights, 1.0)
-    weights_entropy = -jnp.sum(jnp.where(selected, weights * jnp.log(safe_w), 0.0))
-    ess = jnp.where(any_valid, 1.0 / jnp.maximum(jnp.sum(jnp.square(weights)), 1e-30), 0.0)
-    stats = VMPOStats(
-        loss=loss,
-        policy_loss=policy_loss,
-        temperature_loss=temperature_loss,
-        kl_loss=kl_loss,
-        alpha_loss=alpha_loss,
-        kl=kl,
-        eta=eta,
-        alpha=alpha,
-        weights_entropy=jax.lax.stop_gradient(weights_entropy),
-        effective_sample_size=jax.lax.stop_gradient(ess),
-        num_selected=n_selected,
-        fraction_selected=n_selected / jnp.maximum(n_valid, 1.0),
-    )
+    e = _e_step(advantages, valid, eta, any_valid, epsilon_eta, top_k_fraction)
+    policy_loss = _weighted_policy_loss(online_logits, actions, e.selected, e.weights)
+    kl = _kl_constraint(target_logits, online_logits, valid, alpha, any_valid, epsilon_alpha)
+    loss = policy_loss + e.temperature_loss + kl.kl_loss + kl.alpha_loss
+    stats = _vmpo_stats(loss, policy_loss, e, kl, eta, alpha, n_valid, any_valid)
     return loss, stats
