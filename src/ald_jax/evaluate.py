@@ -1,22 +1,60 @@
-"""Evaluation: the actor plays one episode through the same rollout; written as a GIF."""
+"""Evaluation: the actor plays one episode through the actor core; written as a GIF.
+
+The episode is the JAX-env rollout's own step (``make_actor_step``: the core's ``select_action``
+plus the environment step) scanned by the same ``unroll``, so for the same key it is the
+rollout's episode; the recorder keeps the environment state before each step (for rendering)
+instead of the trajectory.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
 
-from ald_jax.actors.rollout import init_actor_carry, jit_rollout, make_rollout
+from ald_jax.actors.rollout import (
+    ActorCarry,
+    StepNoise,
+    init_actor_carry,
+    jit_rollout,
+    make_actor_step,
+    unroll,
+)
+from ald_jax.types import PyTree
+
+
+def make_episode_recorder(env: Any, env_params: Any, network: Any, max_steps: int) -> Callable:
+    """Builds ``record(params, carry) -> (env_states, stats)`` (un-jitted).
+
+    ``env_states`` are the environments' states before each of the ``max_steps`` steps
+    (``[T, E, ...]``), ``stats`` the rollout's ``EpisodeStats`` (``[T, E]``) of the same steps.
+    """
+    step = make_actor_step(env, env_params, network)
+
+    def recording_step(params: PyTree, carry: ActorCarry, noise: StepNoise):
+        end, (_, stats) = step(params, carry, noise)
+        return end, (carry.env_state, stats)
+
+    def record(params: PyTree, carry: ActorCarry):
+        _, (env_states, stats) = unroll(recording_step, params, carry, max_steps, env.num_actions)
+        return env_states, stats
+
+    return record
 
 
 def play_episode(env, env_params, network, params, key, max_steps: int = 1000):
     """One episode of ``network`` (sampling its policy) in one environment.
 
     Returns ``(env_states, episode_return, success, length)`` with the per-step states as a list
-    of single-environment state pytrees (for rendering).
+    of single-environment state pytrees (for rendering). The episode is the one the rollout plays
+    from ``init_actor_carry(env, env_params, network, key, 1)``; one that has not ended within
+    ``max_steps`` is cut there.
     """
-    rollout = jit_rollout(make_rollout(env, env_params, network, max_steps, return_env_states=True))
+    record = jit_rollout(make_episode_recorder(env, env_params, network, max_steps))
     carry = init_actor_carry(env, env_params, network, key, 1)
-    _, _, stats, env_states = rollout(params, carry, 0)
+    env_states, stats = record(params, carry)
     done = np.asarray(stats.done)[:, 0]
     end = int(np.argmax(done)) if done.any() else max_steps - 1
     states = [jax.tree.map(lambda x, t=t: x[t, 0], env_states) for t in range(end + 1)]

@@ -1,5 +1,4 @@
-"""The JAX-env rollout: ``T`` acting steps of a recurrent policy in ``E`` JAX environments, one
-scan.
+"""The JAX-env rollout: ``T`` steps of a recurrent policy in ``E`` JAX environments, one scan.
 
 Actor threads, the lockstep schedule and tests use ``make_rollout``; the evaluator runs the same
 step (``make_actor_step``) through the same ``unroll``. The whole unroll (policy step + environment
