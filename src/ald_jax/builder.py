@@ -109,14 +109,53 @@ def roles_of(cfg: Config) -> DeviceRoles:
 
 
 def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
+    """The components of a run of ``cfg`` (every function jitted) on ``roles``."""
     roles = roles_of(cfg) if roles is None else roles
-    if cfg.env.startswith(ENVPOOL_PREFIX):
-        env, env_params = envpool_spec(cfg.env), None
-        obs_example = jnp.zeros(env.observation_shape, jnp.float32)
-    else:
-        env, env_params = envs_jax.make(cfg.env)
-        obs_example, _ = env.reset(jax.random.PRNGKey(0), env_params)
+    env, env_params, obs_example = _environment(cfg)
     actor_net, learner_net = make_networks(cfg, env.num_actions)
+    rollout, init_carry = _acting(cfg, env, env_params, actor_net, roles)
+    learner_update, learner_opt, distill_update, distill_opt = _updates(
+        cfg, actor_net, learner_net, roles
+    )
+    group_calls = runner_group_calls(cfg)
+    columns = group_calls * cfg.envs_per_actor * cfg.chunks_per_call
+    comps = Components(
+        env=env,
+        env_params=env_params,
+        obs_example=obs_example,
+        init_carry=init_carry,
+        actor_net=actor_net,
+        learner_net=learner_net,
+        actor_params_of=(
+            learner_net.policy_params if cfg.method == "asymm_ac" else lambda params: params
+        ),
+        rollout=rollout,
+        group_runner=jax.jit(make_group_runner(learner_net, columns // cfg.batch_size)),
+        learner_update=learner_update,
+        distill_update=distill_update,
+        learner_optimizer=learner_opt,
+        distill_optimizer=distill_opt,
+        roles=roles,
+        distills=cfg.method == "ald",
+        host_env=env_params is None,
+        group_calls=group_calls,
+        init_states=None,
+    )
+    return comps._replace(init_states=make_init_states(cfg, comps))
+
+
+def _environment(cfg: Config):
+    """``(env, env_params, one observation)``; ``env_params`` is None for envpool tasks."""
+    if cfg.env.startswith(ENVPOOL_PREFIX):
+        env = envpool_spec(cfg.env)
+        return env, None, jnp.zeros(env.observation_shape, jnp.float32)
+    env, env_params = envs_jax.make(cfg.env)
+    obs_example, _ = env.reset(jax.random.PRNGKey(0), env_params)
+    return env, env_params, obs_example
+
+
+def _acting(cfg: Config, env, env_params, actor_net, roles: DeviceRoles):
+    """``(rollout, init_carry)`` for the actors, on the actor device."""
     if env_params is None:
         rollout = make_envpool_rollout(
             actor_net, env.num_actions, cfg.unroll_length, cfg.chunks_per_call, roles.actor
@@ -125,23 +164,21 @@ def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
         def init_carry(key, num_envs, index):
             seed = cfg.seed * 1000 + index
             return init_envpool_carry(env, actor_net, key, num_envs, seed=seed, device=roles.actor)
-    else:
-        rollout = jit_rollout(
-            make_chunked_rollout(
-                make_rollout(env, env_params, actor_net, cfg.unroll_length), cfg.chunks_per_call
-            )
-        )
 
-        def init_carry(key, num_envs, index):
-            with jax.default_device(roles.actor):
-                carry = init_actor_carry(env, env_params, actor_net, key, num_envs)
-            return jax.device_put(carry, roles.actor)
+        return rollout, init_carry
+    one_chunk = make_rollout(env, env_params, actor_net, cfg.unroll_length)
+    rollout = jit_rollout(make_chunked_rollout(one_chunk, cfg.chunks_per_call))
 
-    if cfg.method == "asymm_ac":
-        actor_params_of = learner_net.policy_params
-    else:
-        actor_params_of = lambda params: params  # noqa: E731
+    def init_carry(key, num_envs, index):
+        with jax.default_device(roles.actor):
+            carry = init_actor_carry(env, env_params, actor_net, key, num_envs)
+        return jax.device_put(carry, roles.actor)
 
+    return rollout, init_carry
+
+
+def _updates(cfg: Config, actor_net, learner_net, roles: DeviceRoles):
+    """``(learner update, its optimiser, distill update or None, its optimiser or None)``."""
     learner_opt = optax.adam(cfg.learning_rate)
     learner_update = make_learner_update(
         learner_net,
@@ -156,36 +193,18 @@ def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
         value_coef=cfg.value_coef,
         learner_reg=cfg.learner_reg if cfg.method == "ald" else 0.0,
     )
-    distill_update = distill_opt = None
-    if cfg.method == "ald":
-        distill_opt = optax.adam(cfg.distill_learning_rate)
-        distill_update = jit_distill_update(
-            make_distill_update(actor_net, distill_opt, alpha_pi=cfg.alpha_pi, alpha_v=cfg.alpha_v),
-            roles.distill,
-        )
-    group_calls = runner_group_calls(cfg)
-    columns = group_calls * cfg.envs_per_actor * cfg.chunks_per_call
-    comps = Components(
-        env=env,
-        env_params=env_params,
-        obs_example=obs_example,
-        init_carry=init_carry,
-        actor_net=actor_net,
-        learner_net=learner_net,
-        actor_params_of=actor_params_of,
-        rollout=rollout,
-        group_runner=jax.jit(make_group_runner(learner_net, columns // cfg.batch_size)),
-        learner_update=jax.jit(learner_update),
-        distill_update=distill_update,
-        learner_optimizer=learner_opt,
-        distill_optimizer=distill_opt,
-        roles=roles,
-        distills=cfg.method == "ald",
-        host_env=env_params is None,
-        group_calls=group_calls,
-        init_states=None,
+    if cfg.method != "ald":
+        return jax.jit(learner_update), learner_opt, None, None
+    distill_opt = optax.adam(cfg.distill_learning_rate)
+    distill = make_distill_update(
+        actor_net, distill_opt, alpha_pi=cfg.alpha_pi, alpha_v=cfg.alpha_v
     )
-    return comps._replace(init_states=make_init_states(cfg, comps))
+    return (
+        jax.jit(learner_update),
+        learner_opt,
+        jit_distill_update(distill, roles.distill),
+        distill_opt,
+    )
 
 
 def make_init_states(cfg: Config, comps: Components) -> Callable:

@@ -112,11 +112,6 @@ class Config:
         return self.vtrace == "on"
 
     @property
-    def items_per_batch(self) -> int:
-        """Actor chunks (each ``[T_U, envs_per_actor]``) that make one learner batch."""
-        return self.batch_size // self.envs_per_actor
-
-    @property
     def learner_steps_per_update(self) -> int:
         return self.batch_size * self.unroll_length
 

@@ -46,9 +46,6 @@ def fake_trajectory(
         valid=valid,
         behaviour_logits=out.logits,
         actor_state=actor_state,
-        learner_state=(),
-        learner_logits=(),
-        learner_value=(),
         version=jnp.zeros((B,), jnp.int32),
     )
     if learner_net is not None:

@@ -3,7 +3,8 @@
 Time-major fields are ``[T(+1), B, ...]``: their batch axis is 1. Recurrent states and
 ``version`` are batch-major ``[B, ...]``: their batch axis is 0. Every function here takes an
 optional number of ``leading`` axes that come before that layout (e.g. the ``[K]`` chunk axis of
-one actor call). Fields not filled in yet (``()``) pass through unchanged.
+one actor call). A part not filled in (``learner`` before the learner runner, ``learner.state``
+in replay) is ``None`` and passes through unchanged.
 """
 
 from __future__ import annotations
@@ -14,25 +15,37 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ald_jax.types import Trajectory
-
-BATCH_MAJOR = frozenset({"actor_state", "learner_state", "version"})
+from ald_jax.types import LearnerOutputs, Trajectory
 
 
-def batch_axis(field: str) -> int:
-    """The batch axis of ``field`` in the plain layout (no leading axes)."""
-    return 0 if field in BATCH_MAJOR else 1
+def batch_axes(traj: Trajectory) -> Trajectory:
+    """A prefix tree of ``traj`` holding each part's batch axis in the plain layout: 1 for the
+    time-major fields (and the learner's logits and values), 0 for the recurrent states and
+    ``version``."""
+    learner = None
+    if traj.learner is not None:
+        learner = LearnerOutputs(logits=1, value=1, state=None if traj.learner.state is None else 0)
+    return Trajectory(
+        obs=1,
+        first=1,
+        action=1,
+        reward=1,
+        discount=1,
+        valid=1,
+        behaviour_logits=1,
+        actor_state=0,
+        version=0,
+        learner=learner,
+    )
 
 
 def map_fields(fn: Callable, traj: Trajectory, *rest: Trajectory) -> Trajectory:
     """``fn(axis, leaf, *other_leaves)`` on every leaf, ``axis`` being the leaf's batch axis."""
-    out = {}
-    for name in Trajectory._fields:
-        axis = batch_axis(name)
-        out[name] = jax.tree.map(
-            lambda *xs, a=axis: fn(a, *xs), getattr(traj, name), *(getattr(t, name) for t in rest)
-        )
-    return Trajectory(**out)
+
+    def part(axis, *subtrees):
+        return jax.tree.map(lambda *xs: fn(axis, *xs), *subtrees)
+
+    return jax.tree.map(part, batch_axes(traj), traj, *rest)
 
 
 def concat(trajs: Sequence[Trajectory], leading: int = 0) -> Trajectory:
@@ -112,4 +125,4 @@ def merge_device_local(batches: Sequence[Trajectory], num_devices: int) -> Traje
 def without_learner_state(traj: Trajectory) -> Trajectory:
     """What replay keeps: everything but the learner's recurrent state (distillation only needs
     the actor's)."""
-    return traj._replace(learner_state=())
+    return traj._replace(learner=traj.learner._replace(state=None))

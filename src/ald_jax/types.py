@@ -28,6 +28,22 @@ class ModelOutput(NamedTuple):
     value: chex.Array
 
 
+class LearnerOutputs(NamedTuple):
+    """What the learner runner attaches to a chunk (the target learner network's outputs).
+
+    Attributes:
+      logits: ``[T+1, B, A]`` target-learner policy logits (the V-MPO target policy and the
+        distillation teacher).
+      value: ``[T+1, B]`` target-learner normalised (PopArt) values.
+      state: the learner's recurrent state before ``obs[0]`` (pytree of ``[B, ...]``), where
+        the learner's unroll starts; ``None`` in replay, which distillation reads without it.
+    """
+
+    logits: chex.Array
+    value: chex.Array
+    state: PyTree = None
+
+
 class Trajectory(NamedTuple):
     """A batch of ``T``-step chunks from ``B`` environment streams (time-major).
 
@@ -43,11 +59,9 @@ class Trajectory(NamedTuple):
         step after an episode end); every loss ignores them.
       behaviour_logits: ``[T, B, A]`` logits of the policy that acted.
       actor_state: actor recurrent state before ``obs[0]`` (pytree of ``[B, ...]``).
-      learner_state: learner recurrent state before ``obs[0]`` (pytree of ``[B, ...]``); filled
-        in by the learner runner (placeholder before that).
-      learner_logits: ``[T+1, B, A]`` target-learner logits attached by the learner runner.
-      learner_value: ``[T+1, B]`` target-learner normalised values attached by the runner.
       version: ``[B]`` int32 version of the actor params that acted.
+      learner: the learner runner's outputs (``LearnerOutputs``); ``None`` for what actors
+        hand on, set by the learner runner.
     """
 
     obs: chex.Array
@@ -58,7 +72,5 @@ class Trajectory(NamedTuple):
     valid: chex.Array
     behaviour_logits: chex.Array
     actor_state: PyTree
-    learner_state: PyTree
-    learner_logits: chex.Array
-    learner_value: chex.Array
     version: chex.Array
+    learner: LearnerOutputs | None = None

@@ -15,6 +15,7 @@ from ald_jax.learners import init_distill_state, make_distill_update
 from ald_jax.losses import categorical_kl
 from ald_jax.networks import GTrXLNetwork, LSTMNetwork
 from ald_jax.testing import fake_trajectory
+from ald_jax.trajectory import without_learner_state
 
 OBS_SHAPE = (3, 3, 2)
 A = 3
@@ -40,7 +41,7 @@ def _sharpen(teacher, tparams, factor=40.0):
 
 
 def _batch(key, student, sparams, teacher, tparams, T=8, B=32):
-    return fake_trajectory(
+    batch = fake_trajectory(
         key,
         unroll_length=T,
         batch_size=B,
@@ -50,14 +51,15 @@ def _batch(key, student, sparams, teacher, tparams, T=8, B=32):
         learner_net=teacher,
         learner_params=tparams,
         p_first=0.1,
-    )._replace(learner_state=())
+    )
+    return without_learner_state(batch)
 
 
 def _held_out_kl(student, sparams, batches):
     kls = []
     for b in batches:
         out, _ = student.unroll(sparams, b.obs[:-1], b.first[:-1], b.actor_state)
-        kls.append(float(jnp.mean(categorical_kl(out.logits, b.learner_logits[:-1]))))
+        kls.append(float(jnp.mean(categorical_kl(out.logits, b.learner.logits[:-1]))))
     return float(np.mean(kls))
 
 
@@ -105,7 +107,7 @@ def test_distill_gradient_reaches_only_the_student():
         )[0]
 
     g_s, g_tl, g_tv = jax.grad(loss, argnums=(0, 1, 2))(
-        sparams, batch.learner_logits[:-1], batch.learner_value[:-1]
+        sparams, batch.learner.logits[:-1], batch.learner.value[:-1]
     )
     assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g_s)) > 0
     assert float(jnp.abs(g_tl).max()) == 0.0 and float(jnp.abs(g_tv).max()) == 0.0
@@ -119,9 +121,10 @@ SHARDED = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np, optax
     from ald_jax.learners import init_distill_state, jit_distill_update, make_distill_update
     from ald_jax.learners.distill import place_distill_state
-    from ald_jax.trajectory import batch_shardings
+    from ald_jax.trajectory import batch_shardings, without_learner_state
     from ald_jax.networks import LSTMNetwork
     from ald_jax.testing import fake_trajectory
+from ald_jax.trajectory import without_learner_state
     assert len(jax.devices()) == 2, jax.devices()
     net = LSTMNetwork(num_actions=3, hidden_size=16, torso_sizes=(16,))
     teacher = LSTMNetwork(num_actions=3, hidden_size=8, torso_sizes=(8,))
@@ -130,8 +133,9 @@ SHARDED = textwrap.dedent(
     p, tp = net.init(key, obs0), teacher.init(jax.random.PRNGKey(1), obs0)
     batches = [fake_trajectory(jax.random.PRNGKey(i), unroll_length=5, batch_size=8,
                                obs_shape=(3, 3, 2), actor_net=net, actor_params=p,
-                               learner_net=teacher, learner_params=tp)._replace(learner_state=())
+                               learner_net=teacher, learner_params=tp)
                for i in range(3)]
+    batches = [without_learner_state(b) for b in batches]
     opt = optax.adam(1e-2)
     update = make_distill_update(net, opt, alpha_pi=1.0, alpha_v=0.5)
     one = jit_distill_update(update, jax.devices()[:1])

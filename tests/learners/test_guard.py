@@ -15,6 +15,7 @@ from ald_jax.learners import (
 from ald_jax.learners.guard import nonfinite_names
 from ald_jax.networks import LSTMNetwork
 from ald_jax.testing import fake_trajectory
+from ald_jax.trajectory import without_learner_state
 
 OBS = (2, 3, 2)
 
@@ -64,9 +65,10 @@ def test_inf_in_a_gradient_is_caught_in_that_distill_update(setup):
     opt = optax.adam(1e-3)
     update = jax.jit(make_distill_update(net, opt, alpha_pi=1.0, alpha_v=1.0))
     state = init_distill_state(params, opt)
-    replay = batch._replace(learner_state=())
+    replay = without_learner_state(batch)
     # Huge teacher values: the value-distillation loss overflows to inf, and so do its grads.
-    bad = replay._replace(learner_value=replay.learner_value.at[0, 0].set(3e38))
+    learner = replay.learner._replace(value=replay.learner.value.at[0, 0].set(3e38))
+    bad = replay._replace(learner=learner)
     stacked = jax.tree.map(lambda *x: jnp.stack(x), replay, bad, replay)
     new, m = update(state, stacked)
     assert int(new.step) == 2  # the middle update was skipped, the other two ran

@@ -2,6 +2,8 @@
 runner called chunk by chunk, stream by stream: the memory each stream carries from chunk to
 chunk, the attached outputs and the recorded learner states must be the same."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,9 +41,6 @@ def _call(key, streams):
                 valid=jnp.ones((T, streams), bool),
                 behaviour_logits=jnp.zeros((T, streams, A)),
                 actor_state=jnp.zeros((streams, 2)),
-                learner_state=(),
-                learner_logits=(),
-                learner_value=(),
                 version=jnp.full((streams,), k, jnp.int32),
             )
         )
@@ -53,7 +52,9 @@ def test_group_runner_equals_the_per_chunk_runner_in_order(batches):
     net = _net()
     params = net.init(jax.random.PRNGKey(0), jnp.zeros(OBS_SHAPE, jnp.uint8))
     sizes = (2, 3)
-    calls, per_chunk = zip(*[_call(jax.random.PRNGKey(10 + i), e) for i, e in enumerate(sizes)])
+    calls, per_chunk = zip(
+        *[_call(jax.random.PRNGKey(10 + i), e) for i, e in enumerate(sizes)], strict=True
+    )
     # states before the group: as if each stream had already run one chunk of its own
     warm = [_call(jax.random.PRNGKey(20 + i), e)[1][0] for i, e in enumerate(sizes)]
     run = jax.jit(make_learner_runner(net))
@@ -74,27 +75,32 @@ def test_group_runner_equals_the_per_chunk_runner_in_order(batches):
     assert len(got) == batches
     columns = jax.tree.map(
         lambda *xs: jnp.concatenate(xs, axis=1),
-        *[b._replace(learner_state=(), actor_state=(), version=()) for b in got],
+        *[
+            b._replace(actor_state=(), version=(), learner=b.learner._replace(state=None))
+            for b in got
+        ],
     )
     state_cols = jax.tree.map(
-        lambda *xs: jnp.concatenate(xs, axis=0), *[b.learner_state for b in got]
+        lambda *xs: jnp.concatenate(xs, axis=0), *[b.learner.state for b in got]
     )
     S = sum(sizes)
     for k in range(K):
         for c, (offset, e) in enumerate(zip((0, sizes[0]), sizes, strict=True)):
             cols = slice(k * S + offset, k * S + offset + e)  # column k * S + s
             want = expected[c][k]
-            for name in ("obs", "first", "action", "learner_logits", "learner_value"):
+            fields = ("obs", "first", "action", "learner.logits", "learner.value")
+            for name in fields:
+                pick = lambda t, name=name: functools.reduce(getattr, name.split("."), t)  # noqa: E731
                 np.testing.assert_allclose(
-                    np.asarray(getattr(columns, name))[:, cols],
-                    np.asarray(getattr(want, name)),
+                    np.asarray(pick(columns))[:, cols],
+                    np.asarray(pick(want)),
                     rtol=1e-5,
                     atol=1e-6,
                     err_msg=f"{name} chunk {k} call {c}",
                 )
             for a, b in zip(
                 jax.tree.leaves(jax.tree.map(lambda x, cols=cols: x[cols], state_cols)),
-                jax.tree.leaves(want.learner_state),
+                jax.tree.leaves(want.learner.state),
                 strict=True,
             ):
                 np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
@@ -103,5 +109,5 @@ def test_group_runner_equals_the_per_chunk_runner_in_order(batches):
     # the memory matters: running the last chunk from a fresh state gives other outputs
     fresh, _ = run(params, per_chunk[0][-1], net.initial_state(sizes[0]))
     assert not np.allclose(
-        np.asarray(fresh.learner_logits), np.asarray(expected[0][-1].learner_logits), atol=1e-4
+        np.asarray(fresh.learner.logits), np.asarray(expected[0][-1].learner.logits), atol=1e-4
     )

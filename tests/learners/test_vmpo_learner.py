@@ -38,9 +38,6 @@ def cue_batch(key, network, params, batch_size=64):
         valid=jnp.ones((2, batch_size), bool),
         behaviour_logits=out.logits,
         actor_state=state,
-        learner_state=(),
-        learner_logits=(),
-        learner_value=(),
         version=jnp.zeros((batch_size,), jnp.int32),
     )
 
@@ -166,15 +163,15 @@ def test_popart_update_preserves_unnormalised_values_and_tracks_returns(gtrxl_se
     state = _state(opt, params, lr=0.0)  # no gradient step: only PopArt's statistics and rescale
     batch = _learner_batch(net, params, jax.random.PRNGKey(3), reward_scale=50.0)
     new, metrics = update(state, batch)
-    out_old, _ = net.unroll(state.params, batch.obs[:-1], batch.first[:-1], batch.learner_state)
-    out_new, _ = net.unroll(new.params, batch.obs[:-1], batch.first[:-1], batch.learner_state)
+    out_old, _ = net.unroll(state.params, batch.obs[:-1], batch.first[:-1], batch.learner.state)
+    out_new, _ = net.unroll(new.params, batch.obs[:-1], batch.first[:-1], batch.learner.state)
     old_v = popart_lib.unnormalize(state.popart, out_old.value)
     new_v = popart_lib.unnormalize(new.popart, out_new.value)
     np.testing.assert_allclose(new_v, old_v, rtol=1e-4, atol=1e-3)
     assert float(new.popart.mu) != 0.0 and float(popart_lib.sigma(new.popart)) > 1.0
     # The target copy is rescaled too.
     out_tgt, _ = net.unroll(
-        new.target_params, batch.obs[:-1], batch.first[:-1], batch.learner_state
+        new.target_params, batch.obs[:-1], batch.first[:-1], batch.learner.state
     )
     np.testing.assert_allclose(
         popart_lib.unnormalize(new.popart, out_tgt.value), old_v, rtol=1e-4, atol=1e-3

@@ -19,6 +19,8 @@ TINY = dict(
     actor_period=2,
     target_period=2,
     eval_gif=False,
+    # every system test runs with implicit transfers forbidden (docs/design.md, "Devices")
+    transfer_guard="disallow",
 )
 
 

@@ -110,7 +110,7 @@ def assemble(
     ``last_obs``/``last_first`` (``[E, ...]``) are what the next action would be chosen on: they
     become ``obs[T]``/``first[T]`` (the bootstrap observation, also ``obs[0]`` of the next chunk).
     ``initial_net_state`` is the recurrent state before ``obs[0]``; ``version`` (an int32 scalar)
-    is broadcast to ``[E]``. The learner fields stay ``()`` until the learner runner fills them.
+    is broadcast to ``[E]``. ``learner`` stays ``None`` until the learner runner fills it.
     """
     num_envs = steps.first.shape[1]
     return Trajectory(
@@ -122,8 +122,5 @@ def assemble(
         valid=steps.valid,
         behaviour_logits=steps.logits,
         actor_state=initial_net_state,
-        learner_state=(),
-        learner_logits=(),
-        learner_value=(),
         version=jnp.broadcast_to(version, (num_envs,)).astype(jnp.int32),
     )

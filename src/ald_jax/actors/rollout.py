@@ -158,9 +158,8 @@ def make_rollout(
 ) -> Callable[[PyTree, ActorCarry, chex.Array], tuple[ActorCarry, Trajectory, EpisodeStats]]:
     """Builds ``rollout(params, carry, version) -> (carry, trajectory, stats)`` (un-jitted).
 
-    The trajectory follows ``ald_jax.types.Trajectory`` with ``B = E`` (``valid`` all True); the
-    learner fields (``learner_state``, ``learner_logits``, ``learner_value``) are empty tuples
-    until the learner runner fills them. ``stats`` are ``[T, E]``.
+    The trajectory follows ``ald_jax.types.Trajectory`` with ``B = E`` (``valid`` all True);
+    ``learner`` is ``None`` until the learner runner fills it. ``stats`` are ``[T, E]``.
     """
     step = make_actor_step(env, env_params, network)
 

@@ -22,6 +22,7 @@ from ald_jax.learners import (
 )
 from ald_jax.networks import GTrXLNetwork, LSTMNetwork
 from ald_jax.testing import fake_trajectory
+from ald_jax.trajectory import without_learner_state
 
 OBS_SHAPE = (9, 3, 3)
 NUM_ACTIONS = 4
@@ -78,7 +79,7 @@ def distill_sps(repeats: int, iters: int) -> float:
     actor = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
     teacher = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
     batch, params = _fake_batch(teacher, teacher.init(key, obs))
-    batch = jax.tree.map(lambda x: x[None], batch._replace(learner_state=()))
+    batch = jax.tree.map(lambda x: x[None], without_learner_state(batch))
     opt = optax.adam(1e-4)
     update = jax.jit(make_distill_update(actor, opt, alpha_pi=1.0, alpha_v=0.1))
     return T * B / _time(update, init_distill_state(params, opt), batch, repeats, iters)

@@ -1,8 +1,8 @@
 """The distillation update: trains the actor towards the learner (the paper's Eq. 3; docs/design.md,
 "The data flow").
 
-Batches come from replay and already hold the learner runner's outputs (``learner_logits``,
-``learner_value``). The actor is unrolled from the recurrent state recorded when the chunk was
+Batches come from replay and already hold the learner runner's outputs (``batch.learner``:
+logits and values). The actor is unrolled from the recurrent state recorded when the chunk was
 collected (``batch.actor_state``) -- a stored-state approximation: that state was computed by
 the actor params of that time, as in R2D2.
 
@@ -65,8 +65,8 @@ def make_distill_update(
         loss, stats = ald_loss(
             out.logits,
             out.value,
-            batch.learner_logits[:-1],
-            batch.learner_value[:-1],
+            batch.learner.logits[:-1],
+            batch.learner.value[:-1],
             batch.valid,
             alpha_pi=alpha_pi,
             alpha_v=alpha_v,

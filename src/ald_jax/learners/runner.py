@@ -18,7 +18,7 @@ import numpy as np
 from ald_jax import trajectory
 from ald_jax.learners.vmpo import unroll_with_bootstrap
 from ald_jax.networks.base import RecurrentNetwork
-from ald_jax.types import PyTree, Trajectory
+from ald_jax.types import LearnerOutputs, PyTree, Trajectory
 
 
 def make_learner_runner(network: RecurrentNetwork) -> Callable[[PyTree, Trajectory, PyTree], tuple]:
@@ -26,15 +26,13 @@ def make_learner_runner(network: RecurrentNetwork) -> Callable[[PyTree, Trajecto
 
     ``learner_state`` is the learner network's recurrent state before ``batch.obs[0]`` for each of
     the ``B`` streams; ``next_learner_state`` is the state before ``batch.obs[T]`` (the first
-    observation of each stream's next chunk). The returned batch has ``learner_state``,
-    ``learner_logits [T+1, B, A]`` and ``learner_value [T+1, B]`` filled in.
+    observation of each stream's next chunk). The returned batch has ``learner`` filled in:
+    ``LearnerOutputs(logits [T+1, B, A], value [T+1, B], state=learner_state)``.
     """
 
     def run(target_params: PyTree, batch: Trajectory, learner_state: PyTree):
         out, next_state = unroll_with_bootstrap(network, target_params, batch, learner_state)
-        batch = batch._replace(
-            learner_state=learner_state, learner_logits=out.logits, learner_value=out.value
-        )
+        batch = batch._replace(learner=LearnerOutputs(out.logits, out.value, learner_state))
         return batch, next_state
 
     return run

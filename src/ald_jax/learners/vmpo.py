@@ -3,11 +3,11 @@
 ``make_learner_update`` builds a pure ``update(state, batch) -> (state, metrics)``:
 
 * the online network is unrolled over the chunk and its bootstrap observation (``T+1`` steps)
-  from the learner state the runner recorded (``batch.learner_state``);
+  from the learner state the runner recorded (``batch.learner.state``);
 * values are PopArt-normalised (docs/design.md, "Losses"): returns are computed in return units,
   the value loss and the advantages in normalised units;
 * returns are V-trace (ALD: the data comes from the actor policy) or plain n-step (baselines);
-* the V-MPO target policy is ``batch.learner_logits``: the learner runner holds the target network
+* the V-MPO target policy is ``batch.learner.logits``: the learner runner holds the target network
   (it receives new params every ``K_L`` updates), so its outputs *are* the target network's;
 * ALD adds the learner→actor regulariser ``learner_reg * KL(pi_A || pi_L)`` (the paper's §3,
   Eq. 1) with the actor's behaviour logits held fixed;
@@ -134,7 +134,7 @@ def _learner_loss(network, hp: _LossSettings, params, duals, popart, batch: Traj
     """The V-MPO learner loss; returns ``(total, (metrics, returns))``."""
     mask = batch.valid.astype(jnp.float32)
     # All T+1 steps in one unroll (the bootstrap value is the last); no state needed here.
-    out, _ = network.unroll(params, batch.obs, batch.first, batch.learner_state)
+    out, _ = network.unroll(params, batch.obs, batch.first, batch.learner.state)
     logits = out.logits[:-1]
     v_norm = out.value  # [T+1, B], normalised
     v = jax.lax.stop_gradient(popart_lib.unnormalize(popart, v_norm))
@@ -145,7 +145,7 @@ def _learner_loss(network, hp: _LossSettings, params, duals, popart, batch: Traj
     v_loss = value_loss(v_norm[:-1], norm_returns, mask)
     pi_loss, pi_stats = vmpo_loss(
         logits,
-        batch.learner_logits[:-1],
+        batch.learner.logits[:-1],
         batch.action,
         norm_adv,
         mask,
