@@ -124,7 +124,6 @@ SHARDED = textwrap.dedent(
     from ald_jax.trajectory import batch_shardings, without_learner_state
     from ald_jax.networks import LSTMNetwork
     from ald_jax.testing import fake_trajectory
-from ald_jax.trajectory import without_learner_state
     assert len(jax.devices()) == 2, jax.devices()
     net = LSTMNetwork(num_actions=3, hidden_size=16, torso_sizes=(16,))
     teacher = LSTMNetwork(num_actions=3, hidden_size=8, torso_sizes=(8,))
