@@ -69,8 +69,12 @@ def test_inf_in_a_gradient_is_caught_in_that_distill_update(setup):
     # Huge teacher values: the value-distillation loss overflows to inf, and so do its grads.
     learner = replay.learner._replace(value=replay.learner.value.at[0, 0].set(3e38))
     bad = replay._replace(learner=learner)
-    stacked = jax.tree.map(lambda *x: jnp.stack(x), replay, bad, replay)
-    new, m = update(state, stacked)
-    assert int(new.step) == 2  # the middle update was skipped, the other two ran
-    assert float(m["distill/skipped_update"]) == pytest.approx(1 / 3)
-    assert "grads" in nonfinite_names({k.removeprefix("distill/"): v for k, v in m.items()})
+    skipped = []
+    for b in (replay, bad, replay):
+        state, m = update(state, b)
+        skipped.append(float(m["distill/skipped_update"]))
+        if skipped[-1]:
+            names = nonfinite_names({k.removeprefix("distill/"): v for k, v in m.items()})
+    assert int(state.step) == 2  # the middle update was skipped, the other two ran
+    assert skipped == [0.0, 1.0, 0.0]
+    assert "grads" in names

@@ -79,7 +79,7 @@ def distill_sps(repeats: int, iters: int) -> float:
     actor = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
     teacher = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=32)
     batch, params = _fake_batch(teacher, teacher.init(key, obs))
-    batch = jax.tree.map(lambda x: x[None], without_learner_state(batch))
+    batch = without_learner_state(batch)
     opt = optax.adam(1e-4)
     update = jax.jit(make_distill_update(actor, opt, alpha_pi=1.0, alpha_v=0.1))
     return T * B / _time(update, init_distill_state(params, opt), batch, repeats, iters)

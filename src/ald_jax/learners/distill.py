@@ -51,13 +51,12 @@ def make_distill_update(
     alpha_pi: float = 1.0,
     alpha_v: float = 0.0,
 ) -> Callable[[DistillState, Trajectory], tuple[DistillState, dict]]:
-    """Builds ``update(state, batches) -> (state, metrics)``.
+    """Builds ``update(state, batch) -> (state, metrics)``: one Adam step of
+    ``L_ALD = alpha_pi * KL(pi_A || pi_L) + alpha_v * 1/2 (V_L - V_A)^2`` on the actor.
 
-    ``batches`` is a ``Trajectory`` whose arrays have a leading update axis ``U``
-    (``obs [U, T+1, B, ...]``, ``actor_state`` leaves ``[U, B, ...]``): ``U`` sequential Adam steps
-    of ``L_ALD = alpha_pi * KL(pi_A || pi_L) + alpha_v * 1/2 (V_L - V_A)^2`` on the actor.
-    Metrics are averaged over the ``U`` steps (``distill/nonfinite/*`` > 0: some step was
-    skipped because a loss, gradient or param was NaN/Inf).
+    ``batch`` is a time-major ``Trajectory`` ``[T, B]`` with the learner runner's outputs
+    (``batch.learner``; its recurrent state is not needed). ``distill/nonfinite/*`` > 0: the step
+    was skipped because a loss, gradient or param was NaN/Inf (the state is then unchanged).
     """
 
     def loss_fn(params, batch: Trajectory):
@@ -74,7 +73,7 @@ def make_distill_update(
         stats = dict(stats) if isinstance(stats, dict) else stats._asdict()
         return loss, {f"distill/{k}": v for k, v in stats.items()}
 
-    def one_step(state: DistillState, batch: Trajectory):
+    def update(state: DistillState, batch: Trajectory) -> tuple[DistillState, dict]:
         chex.assert_rank(batch.action, 2)
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -85,10 +84,6 @@ def make_distill_update(
         metrics["distill/grad_norm"] = optax.tree.norm(grads)
         metrics.update({f"distill/{k}": v for k, v in flags.items()})
         return new_state, metrics
-
-    def update(state: DistillState, batches: Trajectory) -> tuple[DistillState, dict]:
-        state, metrics = jax.lax.scan(one_step, state, batches)
-        return state, jax.tree.map(jnp.mean, metrics)
 
     return update
 
@@ -109,7 +104,7 @@ def jit_distill_update(update: Callable, devices: Sequence[jax.Device]) -> Calla
 
     def merged_update(state: DistillState, batches: tuple):
         batch = trajectory.merge_device_local(batches, len(devices))
-        return update(state, jax.tree.map(lambda x: x[None], batch))
+        return update(state, batch)
 
     jitted = jax.jit(merged_update, out_shardings=replicated)
 
