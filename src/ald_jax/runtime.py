@@ -520,7 +520,7 @@ class ThreadedRun:
         self.actor_failures: queue.Queue = queue.Queue()
         self.restarts = 0
         self.heartbeats: dict[str, float] = {}
-        self.calls = CallQueues(sch.num_actors, capacity=2)
+        self.calls = CallQueues(sch.num_actors, capacity=1)  # one call ahead per actor
         self.batches: queue.Queue = queue.Queue(maxsize=sch.queue_capacity)
         self.threads: list[threading.Thread] = []
         self._key = jax.random.PRNGKey(sch.seed + 7919)

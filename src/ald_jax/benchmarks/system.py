@@ -54,7 +54,13 @@ def measure_system(
             rows = [json.loads(line) for line in f if line.strip()]
     start = next(r for r in rows if r["wall_time"] >= warmup)
     span = max(last["wall_time"] - start["wall_time"], 1e-9)
-    keys = ("learner_sps", "learner_idle_pct", "actor_sps_per_thread", "dprl_achieved")
+    keys = (
+        "learner_sps",
+        "learner_idle_pct",
+        "actor_sps_per_thread",
+        "dprl_achieved",
+        "policy_lag",
+    )
     return {
         "env_sps": (last["env_steps"] - start["env_steps"]) / span,
         "seconds": span,
@@ -73,8 +79,8 @@ def run(results: dict, repeats: int = 5) -> None:
         results[name] = out["env_sps"]
         print(
             f"{name:<32} {out['env_sps']:>12,.0f} env-steps/s  (learner {out['learner_sps']:,.0f}"
-            f" agent-steps/s, idle {out['learner_idle_pct']:.0f}%, runner busy "
-            f"{100 * out['runner_busy_frac']:.0f}%, DpRL {out['dprl_achieved']:.1f})",
+            f" agent-steps/s, idle {out['learner_idle_pct']:.0f}%, lag {out['policy_lag']:.1f},"
+            f" runner busy {100 * out['runner_busy_frac']:.0f}%, DpRL {out['dprl_achieved']:.1f})",
             flush=True,
         )
     results["system_over_learner.ald_imaze9"] = (
