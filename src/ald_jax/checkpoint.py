@@ -48,6 +48,11 @@ RESUMABLE_CHANGES = {
     "stall_seconds",
     "on_actor_failure",
     "max_actor_restarts",
+    # where the stages run: a run may continue on another machine's devices
+    "actor_device",
+    "learner_device",
+    "distill_devices",
+    "transfer_guard",
 }
 
 

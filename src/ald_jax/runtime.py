@@ -483,6 +483,13 @@ class CallQueues:
             self._cond.notify_all()
             return True
 
+    def wait_for_room(self, actor: int, timeout: float) -> bool:
+        """True once ``actor``'s queue has room (an actor waits here before acting, so that it
+        never holds a finished call that cannot be queued: fresher data, less policy lag)."""
+        with self._cond:
+            q = self._queues[actor]
+            return self._cond.wait_for(lambda: len(q) < self._capacity, timeout)
+
     def take_group(self, size: int, timeout: float) -> list[ActorCall] | None:
         """The oldest call of each of the ``size`` actors whose oldest calls came first; None if
         fewer than ``size`` actors had a call within ``timeout`` seconds."""
@@ -620,6 +627,8 @@ class ThreadedRun:
     def _actor_loop(self, i: int) -> None:
         while not self.stop.is_set():
             self._beat()
+            if not self.calls.wait_for_room(i, timeout=self.TIMEOUT):
+                continue
             call = self.system.act(i)
             while not self.calls.put(call, timeout=self.TIMEOUT):
                 self._beat()
