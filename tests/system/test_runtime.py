@@ -307,9 +307,11 @@ def test_call_queues_group_distinct_actors_in_each_actors_order_with_back_pressu
     call = lambda actor, n: ActorCall(actor, n, trajs=None)  # noqa: E731
     assert q.put(call(0, 1), 0.1) and q.put(call(0, 2), 0.1)  # actor 0 runs ahead
     assert not q.put(call(0, 3), 0.05), "a full actor queue must block its actor"
+    assert not q.wait_for_room(0, 0.05) and q.wait_for_room(1, 0.05)
     assert q.take_group(2, timeout=0.05) is None, "only one actor has calls"
     assert q.put(call(1, 1), 0.1)
     assert [(c.actor, c.version) for c in q.take_group(2, 0.1)] == [(0, 1), (1, 1)]
+    assert q.wait_for_room(0, 0.05), "taking a call frees its actor's slot"
     assert q.put(call(0, 3), 0.1) and q.put(call(2, 1), 0.1)
     # the oldest heads first; never two calls of one actor in a group; actor 0 keeps its order
     assert [(c.actor, c.version) for c in q.take_group(2, 0.1)] == [(0, 2), (2, 1)]
