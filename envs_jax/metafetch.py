@@ -7,19 +7,23 @@ interior cells; the agent starts on another random interior cell with a random o
 hidden random order of the objects is drawn per episode. Objects are solid: a forward move into
 an object's cell *touches* it and the agent stays where it is.
 
-* Touching the next object in the order: it becomes collected; reward +1 if that object was never
-  rewarded before in the episode (so wrong-object resets cannot be farmed).
+* Touching the next object in the order: it becomes collected; reward +1 the first time that
+  object is collected within the current fetch sequence (an object uncollected by a wrong touch
+  pays nothing when collected again, so wrong-object resets cannot be farmed).
 * Touching an already-collected object: nothing happens.
 * Touching a wrong (uncollected, not next) object: every collected object becomes uncollected and
   the sequence restarts from its first object; no reward.
-* When all ``N`` are collected: one completion is counted, all objects become uncollected,
-  positions and order stay, the agent stays where it is, and the episode goes on.
+* When all ``N`` are collected: one completion is counted, all objects *and their rewards* reset
+  (the paper, App. A: "the objects and rewards are reset"), positions and order stay, the agent
+  stays where it is, and the episode goes on. There is no extra completion reward.
 
 ``params.rereward_after_completion`` chooses what a completion does to the "already rewarded"
-flags: ``False`` (the default) keeps them, so an episode's return is at most ``N``;
-``True`` clears them, so every further full sequence earns ``N`` more (the paper's "multiple full
-fetch sequences for additional reward"). Episodes never terminate; they are truncated at
-``params.horizon`` (300). Success = at least one completion in the episode.
+flags: ``True`` (the default, the paper's reading) clears them, so every further full
+sequence earns ``N`` more (the paper's "multiple full fetch sequences for additional reward") and
+an episode can return more than ``N``; ``False`` (an option, the earlier once-per-episode reading)
+keeps them, so each object pays at most once per episode and the return is at most ``N``.
+Episodes never terminate; they are truncated at ``params.horizon`` (300). Success = at least one
+completion in the episode (either setting).
 
 Actions (3): 0 forward, 1 turn left, 2 turn right (other values: no-op).
 
@@ -55,11 +59,13 @@ class MetaFetchParams:
 
     Attributes:
       horizon: steps after which an episode is truncated.
-      rereward_after_completion: a completion clears the "already rewarded" flags (see module).
+      rereward_after_completion: ``True`` (the default; the paper's reading): a completion
+        clears the "already rewarded" flags, so every full fetch sequence pays ``N``; ``False``:
+        each object pays at most once per episode (return at most ``N``). See the module.
     """
 
     horizon: int = 300
-    rereward_after_completion: bool = False
+    rereward_after_completion: bool = True
 
 
 @struct.dataclass
@@ -73,7 +79,9 @@ class MetaFetchState:
       order: int32 ``[N]`` hidden order, a permutation: ``order[k]`` is the object to fetch k-th.
       collected: bool ``[N]`` per object, currently collected.
       next_idx: int32 ``[]`` position in ``order`` of the next object to fetch (``0..N-1``).
-      rewarded: bool ``[N]`` per object, its reward was already paid in this episode.
+      rewarded: bool ``[N]`` per object, its reward was already paid in the current fetch
+        sequence (cleared at each completion when ``rereward_after_completion``; otherwise
+        in this episode).
       completions: int32 ``[]`` full sequences completed in this episode.
       time: int32 ``[]`` steps taken in the episode.
       episode_return: float32 ``[]`` rewards summed over the episode.
@@ -94,8 +102,8 @@ class MetaFetchState:
 class MetaFetch(Environment):
     """Meta-Fetch with ``num_objects`` objects (``1..24``) on the fixed 7x7 grid (see the module).
 
-    ``default_params`` (default ``MetaFetchParams()``: horizon 300, each object paid at most once
-    per episode) are used by ``reset``/``step`` when no params are passed.
+    ``default_params`` (default ``MetaFetchParams()``: horizon 300, rewards reset at each
+    completion as in the paper) are used by ``reset``/``step`` when no params are passed.
     """
 
     def __init__(self, num_objects: int = 4, default_params: MetaFetchParams | None = None):

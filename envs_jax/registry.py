@@ -31,9 +31,11 @@ def make(name: str, **param_overrides: Any) -> tuple[Environment, Any]:
     Args:
       name: one of ``registered_envs()``: ``imaze5`` (5x5, horizon 50), ``imaze9`` (9x9, horizon
         150), ``imaze15`` (15x15, horizon 350, shaping 0.01), ``metafetch3`` / ``metafetch4``
-        (3 / 4 objects, horizon 300).
+        (3 / 4 objects, horizon 300, the paper's rewards: objects and rewards reset at each
+        completed fetch sequence).
       **param_overrides: fields of the env's params dataclass to replace, e.g. ``horizon=20`` or
-        ``indicator=0`` (I-Maze), ``rereward_after_completion=True`` (Meta-Fetch).
+        ``indicator=0`` (I-Maze), ``rereward_after_completion=False`` (Meta-Fetch: each object
+        pays at most once per episode).
 
     Returns:
       ``(env, params)``; ``env.default_params`` is ``params`` too.

@@ -84,7 +84,8 @@ LOCKSTEP_CASES = [
     ("imaze15", {}, 8, 800),
     ("metafetch3", {}, 8, 700),
     ("metafetch4", {}, 8, 700),
-    ("metafetch3", {"rereward_after_completion": True, "horizon": 120}, 8, 300),
+    # The option (the default is True: SPEC §3.2, rewards reset at each completion).
+    ("metafetch3", {"rereward_after_completion": False, "horizon": 120}, 8, 300),
 ]
 
 

@@ -1,4 +1,10 @@
-"""Meta-Fetch (SPEC §3.2): every fetch rule by scripted touches, golden beams, resets."""
+"""Meta-Fetch (SPEC §3.2): every fetch rule by scripted touches, golden beams, resets.
+
+Rewards: by default (``rereward_after_completion=True``, SPEC §3.2 and the paper) each completed
+fetch sequence resets the objects *and their rewards*, so an episode can pay more than ``N``; the
+option ``False`` pays each object at most once per episode. Both readings are checked by scripted
+episodes and step by step against the NumPy reference (``tests/reference/envs_np.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ import numpy as np
 import pytest
 
 import envs_jax
-from envs_jax import MetaFetch
+from envs_jax import MetaFetch, MetaFetchParams
+from tests.reference.envs_np import STEP, MetaFetchRef
 
 F, L, R = 0, 1, 2  # forward, turn left, turn right
 
@@ -19,8 +26,10 @@ F, L, R = 0, 1, 2  # forward, turn left, turn right
 NORTH_OBJ, EAST_OBJ, SOUTH_OBJ = (2, 3), (3, 4), (4, 3)
 
 
-def _setup(rereward=False, horizon=300, order=(1, 0, 2)):
-    env, params = envs_jax.make("metafetch3", rereward_after_completion=rereward, horizon=horizon)
+def _setup(rereward=None, horizon=300, order=(1, 0, 2)):
+    """``rereward=None``: the registered default (SPEC §3.2: rewards reset at completions)."""
+    overrides = {} if rereward is None else {"rereward_after_completion": rereward}
+    env, params = envs_jax.make("metafetch3", horizon=horizon, **overrides)
     _, state = env.reset(jax.random.PRNGKey(0), params)
     state = state.replace(
         pos=jnp.array([3, 3], jnp.int32),
@@ -103,7 +112,7 @@ def test_wrong_object_resets_and_is_not_rewarded_and_no_rereward_after_reset():
     assert s.last == 1.0
     s.do(R, R, F)  # south: object 2 -> completes the sequence
     assert s.last == 1.0
-    assert sum(s.rewards) == 3.0  # never more than N = 3 (rereward_after_completion=False)
+    assert sum(s.rewards) == 3.0  # one completion pays N = 3 (re-collecting 1 paid nothing)
     assert int(s.state.completions) == 1
     s.check_layout_kept()
 
@@ -120,7 +129,7 @@ def test_completion_resets_objects_keeps_positions_and_order(rereward):
     s.check_layout_kept()
     # The observation shows object 2 (straight ahead, depth 1) as uncollected again.
     assert s.obs[1, 1].tolist() == [0, 0, 1, 0]
-    # A second full sequence: rewarded again only with rereward_after_completion.
+    # A second full sequence: rewarded again with rereward_after_completion (the default).
     s.do(L, F, L, F, R, R, F)  # facing south -> east: 1; north: 0; south: 2
     assert int(s.state.completions) == 2
     expected = 1.0 if rereward else 0.0
@@ -166,6 +175,201 @@ def test_walls_and_free_cells_move_or_block():
     s.do(L, F)  # south to (2,1)
     np.testing.assert_array_equal(s.state.pos, [2, 1])
     assert s.rewards == [0.0, 0.0, 0.0]
+
+
+# --- the two reward readings (SPEC §3.2) -------------------------------------------------------
+def test_default_is_the_papers_reading():
+    """SPEC §3.2: objects *and their rewards* reset at each completion, by default everywhere."""
+    assert MetaFetchParams().rereward_after_completion is True
+    assert MetaFetch(3).default_params.rereward_after_completion is True
+    assert MetaFetchRef(3, 300).rereward_after_completion is True
+    for name in ("metafetch3", "metafetch4"):
+        env, params = envs_jax.make(name)
+        assert params.rereward_after_completion is True and int(params.horizon) == 300
+        assert env.default_params.rereward_after_completion is True
+    _, params = envs_jax.make("metafetch4", rereward_after_completion=False)
+    assert params.rereward_after_completion is False
+
+
+# Four objects around the agent at (3,3): north, east, south, west (direction d = object d).
+AROUND = [(2, 3), (3, 4), (4, 3), (3, 2)]
+
+
+def _turns_to(current: int, target: int) -> list[int]:
+    return {0: [], 1: [R], 2: [R, R], 3: [L]}[(target - current) % 4]
+
+
+def _scripted_episode(num_objects, rereward, order, touches, horizon):
+    """Touches the objects (by index) in ``touches``, then turns left until the horizon.
+
+    Runs the JAX env (registry params, a fixed layout written into the state) and, separately,
+    the NumPy reference built from the same layout, and checks that both agree at every step.
+    Returns (reward of each step, completions after each step, last info, truncated at the end,
+    reward of each touch).
+    """
+    name = f"metafetch{num_objects}"
+    overrides = {} if rereward is None else {"rereward_after_completion": rereward}
+    env, params = envs_jax.make(name, horizon=horizon, **overrides)
+    _, state = env.reset(jax.random.PRNGKey(1), params)
+    state = state.replace(
+        pos=jnp.array([3, 3], jnp.int32),
+        dir=jnp.int32(0),
+        obj_pos=jnp.array(AROUND[:num_objects], jnp.int32),
+        order=jnp.array(order, jnp.int32),
+    )
+    ref_rereward = True if rereward is None else rereward
+    ref = MetaFetchRef(
+        num_objects, horizon, ref_rereward, pos=(3, 3), direction=0,
+        objects=list(AROUND[:num_objects]), order=list(order),
+    )  # fmt: skip
+    actions, direction = [], 0
+    for obj in touches:
+        actions += _turns_to(direction, obj) + [F]
+        direction = obj
+    assert len(actions) <= horizon
+    actions += [L] * (horizon - len(actions))
+    s = Script(env, params, state)
+    completions = []
+    for t, action in enumerate(actions):
+        s.do(action)
+        expected = ref.step(action)
+        assert s.last == expected["reward"], t
+        assert s.truncated == expected["truncated"], t
+        np.testing.assert_array_equal(s.info["final_obs"], expected["obs"], err_msg=str(t))
+        if not s.truncated:
+            assert int(s.state.completions) == ref.completions, t
+            np.testing.assert_array_equal(s.state.rewarded, ref.rewarded, err_msg=str(t))
+        completions.append(ref.completions)
+    assert bool(s.info["success"]) == expected["success"]
+    assert float(s.info["episode_return"]) == expected["episode_return"] == sum(s.rewards)
+    touch_rewards = [r for r, a in zip(s.rewards, actions, strict=True) if a == F]
+    return s.rewards, completions, s.info, s.truncated, touch_rewards
+
+
+@pytest.mark.parametrize("num_objects,order", [(3, (1, 0, 2)), (4, (3, 1, 0, 2))])
+def test_scripted_three_completions_pay_more_than_n_by_default(num_objects, order):
+    """One episode under both readings: three full sequences, the second one with a wrong touch
+    and a re-collected object in it."""
+    n = num_objects
+    first, wrong = order[0], order[-1]  # with only ``first`` collected, ``wrong`` is not next
+    touches = list(order) + [first, wrong, first] + list(order[1:]) + list(order)
+    horizon = 60
+    results = {}
+    for rereward in (None, True, False):
+        rewards, completions, info, truncated, _ = _scripted_episode(
+            n, rereward, order, touches, horizon
+        )
+        assert truncated and int(info["episode_length"]) == horizon
+        assert completions[-1] == 3  # three full sequences in the episode
+        assert bool(info["success"])  # success: at least one completion (either reading)
+        after_first = rewards[completions.index(1) + 1 :]
+        results[rereward] = (float(info["episode_return"]), sum(after_first))
+    assert results[None] == results[True]  # the default is the paper's reading
+    # Default: each sequence pays N (the re-collection after the wrong touch pays nothing).
+    assert results[True] == (3.0 * n, 2.0 * n) and 3 * n > n
+    # Option: the first sequence pays N, nothing after it.
+    assert results[False] == (float(n), 0.0)
+
+
+def test_scripted_default_rewards_reset_only_at_completion():
+    """Default: within one sequence a wrong touch does not reset rewards (no farming); after a
+    completion every object pays again. Step-by-step rewards under both readings."""
+    touches = [1, 0, 2, 1, 2, 1, 0, 2]  # order 1,0,2: complete; 1, wrong 2, 1 again, 0, 2
+    paid = {}
+    for rereward in (True, False):
+        _, completions, info, _, paid[rereward] = _scripted_episode(
+            3, rereward, (1, 0, 2), touches, 40
+        )
+        assert completions[-1] == 2 and bool(info["success"])
+    # Default: the second sequence pays 1, 0 (wrong), 0 (1 again: paid in this sequence), 1, 1.
+    assert paid[True] == [1, 1, 1, 1, 0, 0, 1, 1] and sum(paid[True]) == 6 > 3
+    # Option: nothing is paid after the first completion.
+    assert paid[False] == [1, 1, 1, 0, 0, 0, 0, 0]
+
+
+def test_scripted_no_completion_is_no_success_under_both_readings():
+    for rereward in (True, False):
+        _, completions, info, truncated, _ = _scripted_episode(
+            3, rereward, (1, 0, 2), [1, 0, 1], 12
+        )
+        assert truncated and completions[-1] == 0
+        assert not bool(info["success"]) and float(info["episode_return"]) == 2.0
+
+
+def _toward(ref: MetaFetchRef, target: int) -> int:
+    """An action that brings the reference agent closer to touching object ``target``."""
+    tr, tc = ref.objects[target]
+    r, c = ref.pos
+    wanted = [d for d, (dr, dc) in STEP.items() if (tr - r) * dr + (tc - c) * dc > 0]
+    if ref.direction in wanted:
+        return F
+    return _turns_to(ref.direction, wanted[0])[0]
+
+
+@pytest.mark.parametrize("rereward", [True, False])
+@pytest.mark.parametrize("num_objects", [3, 4])
+def test_random_episodes_match_numpy_reference_step_by_step(num_objects, rereward):
+    """JAX (batched, jitted) vs the NumPy reference, at every step, on actions mixing random play
+    (wrong touches, walls, out-of-range actions) with walking to the next object in the hidden
+    order (so episodes complete sequences several times). The reference is stepped on its own;
+    it copies the JAX state only at each reset (the layout is drawn by JAX)."""
+    num_envs, num_steps, horizon = 6, 360, 120
+    env, params = envs_jax.make(
+        f"metafetch{num_objects}", horizon=horizon, rereward_after_completion=rereward
+    )
+    rng = np.random.default_rng(10 * num_objects + rereward)
+    keys = jax.random.split(jax.random.PRNGKey(num_objects + 2 * rereward), num_envs)
+    _, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(keys, params)
+    step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+    host = jax.device_get(state)
+    refs = []
+    for e in range(num_envs):
+        ref = MetaFetchRef(num_objects, horizon, rereward)
+        ref.load(jax.tree_util.tree_map(lambda x, e=e: x[e], host))
+        refs.append(ref)
+    returns, max_completions = [], 0
+    for t in range(num_steps):
+        actions = []
+        for ref in refs:
+            u = rng.random()
+            if u < 0.03:
+                actions.append(int(rng.choice([-1, 3, 7])))  # no-ops
+            elif u < 0.25:
+                actions.append(int(rng.integers(0, 3)))
+            else:
+                actions.append(_toward(ref, ref.order[ref.next_idx]))
+        step_keys = jax.random.split(jax.random.PRNGKey(1000 + t), num_envs)
+        out = step(step_keys, state, jnp.asarray(actions, jnp.int32), params)
+        state = out[1]
+        obs, st, reward, terminated, truncated, info = jax.device_get(out)
+        for e, ref in enumerate(refs):
+            where = f"env {e}, step {t}, action {actions[e]}"
+            expected = ref.step(actions[e])
+            max_completions = max(max_completions, ref.completions)
+            assert float(reward[e]) == expected["reward"], where
+            assert not bool(terminated[e]), where
+            assert bool(truncated[e]) == expected["truncated"], where
+            np.testing.assert_array_equal(info["final_obs"][e], expected["obs"], err_msg=where)
+            if expected["truncated"]:
+                assert bool(info["success"][e]) == expected["success"], where
+                assert float(info["episode_return"][e]) == expected["episode_return"], where
+                assert int(info["episode_length"][e]) == horizon, where
+                returns.append(expected["episode_return"])
+                ref.load(jax.tree_util.tree_map(lambda x, e=e: x[e], st))
+            else:
+                assert not bool(info["success"][e]) and float(info["episode_return"][e]) == 0.0
+                for name in ("collected", "rewarded"):
+                    assert np.asarray(getattr(st, name)[e]).tolist() == getattr(ref, name), where
+                assert int(st.next_idx[e]) == ref.next_idx, where
+                assert int(st.completions[e]) == ref.completions, where
+                assert tuple(st.pos[e]) == ref.pos and int(st.dir[e]) == ref.direction, where
+            np.testing.assert_array_equal(obs[e], ref.observe(), err_msg=where)
+    assert len(returns) == num_envs * (num_steps // horizon)
+    assert max_completions >= 2  # several full sequences in one episode were exercised
+    if rereward:
+        assert max(returns) > num_objects  # the paper's reading pays more than N
+    else:
+        assert max(returns) == num_objects  # the option never pays more than N
 
 
 # --- golden observations -----------------------------------------------------------------------

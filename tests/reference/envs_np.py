@@ -131,9 +131,21 @@ class IMazeRef:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class MetaFetchRef:
+    """Meta-Fetch (SPEC §3.2) with ``num_objects`` objects on the 7x7 grid.
+
+    ``rereward_after_completion=True`` (the default, SPEC §3.2 / the paper): a completion resets
+    the objects *and their rewards*, so each full sequence pays ``num_objects`` again.
+    ``False`` (the option): a completion resets only the objects; each object pays at most once
+    per episode. Either way an object uncollected by a wrong touch pays nothing when collected
+    again before the next completion. No completion bonus. Success: at least one completion.
+
+    The layout can be given directly (``pos``, ``direction``, ``objects``, ``order``) or copied
+    from a JAX state with ``load``; ``collected``/``rewarded`` default to all False.
+    """
+
     num_objects: int
     horizon: int
-    rereward_after_completion: bool = False
+    rereward_after_completion: bool = True
     size: int = 7
     length: int = 15
     pos: tuple[int, int] = (1, 1)
@@ -141,11 +153,17 @@ class MetaFetchRef:
     objects: list = field(default_factory=list)  # cell of each object
     order: list = field(default_factory=list)  # order[k] = object to fetch k-th
     collected: list = field(default_factory=list)
-    rewarded: list = field(default_factory=list)
+    rewarded: list = field(default_factory=list)  # paid in the current sequence (or episode)
     next_idx: int = 0
     completions: int = 0
     time: int = 0
     episode_return: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.collected:
+            self.collected = [False] * self.num_objects
+        if not self.rewarded:
+            self.rewarded = [False] * self.num_objects
 
     def load(self, state) -> None:
         """Copies a ``MetaFetchState`` (one environment)."""
@@ -206,7 +224,7 @@ class MetaFetchRef:
                         self.completions += 1
                         self.collected = [False] * self.num_objects
                         self.next_idx = 0
-                        if self.rereward_after_completion:
+                        if self.rereward_after_completion:  # "objects and rewards reset"
                             self.rewarded = [False] * self.num_objects
                 else:  # wrong object: everything collected so far is reset
                     self.collected = [False] * self.num_objects
