@@ -16,6 +16,9 @@ LAPTOP = dict(
     actor_period=10,  # K_A
     alpha_v=0.1,
     dprl=10.0,
+    # the learner's and the actor's policies evaluated every 50 learner updates, 64 episodes each
+    eval_interval=50,
+    eval_episodes=64,
 )
 
 

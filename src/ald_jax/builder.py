@@ -41,6 +41,7 @@ from ald_jax.actors.rollout import (
 )
 from ald_jax.config import Config, runner_group_calls
 from ald_jax.devices import DeviceRoles, resolve_roles
+from ald_jax.evaluate import make_policy_eval
 from ald_jax.learners import (
     init_distill_state,
     init_learner_state,
@@ -49,6 +50,7 @@ from ald_jax.learners import (
     make_group_runner,
     make_learner_update,
 )
+from ald_jax.losses.distill import actor_distill_loss
 from ald_jax.networks import AsymmetricNetwork, GTrXLNetwork, LSTMNetwork
 from ald_jax.networks.base import RecurrentNetwork
 
@@ -75,6 +77,10 @@ class Components(NamedTuple):
     host_env: bool  # the environment steps on the host (envpool), not inside the jitted scan
     group_calls: int  # actor calls per learner-runner call (config.runner_group_calls)
     init_states: Callable  # key -> (learner state, distill state or None); see make_init_states
+    # policy evaluation (None when eval_interval=0): (params, key, index) -> EpisodeStats [N]
+    evaluate_learner: Callable | None = None  # the learner's (target) params, learner device
+    evaluate_actor: Callable | None = None  # actor params, actor device
+    kl_newest: Callable | None = None  # (actor params, replay batch) -> KL(pi_A || pi_L); ald
 
 
 def make_networks(cfg: Config, num_actions: int) -> tuple[Any, Any]:
@@ -141,7 +147,10 @@ def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
         group_calls=group_calls,
         init_states=None,
     )
-    return comps._replace(init_states=make_init_states(cfg, comps))
+    comps = comps._replace(init_states=make_init_states(cfg, comps))
+    if cfg.eval_interval:
+        comps = comps._replace(**_evaluation(cfg, comps))
+    return comps
 
 
 def _environment(cfg: Config):
@@ -175,6 +184,39 @@ def _acting(cfg: Config, env, env_params, actor_net, roles: DeviceRoles):
         return jax.device_put(carry, roles.actor)
 
     return rollout, init_carry
+
+
+def _evaluation(cfg: Config, comps: Components) -> dict:
+    """The policy evaluations and the newest-batch KL (``Components`` fields), jitted."""
+    horizon = int(comps.env_params.horizon)
+
+    def evaluator(network, params_of=lambda params: params):
+        play = make_policy_eval(
+            comps.env, comps.env_params, network, cfg.eval_episodes, max_steps=horizon
+        )
+        return jit_rollout(
+            lambda params, key, index: play(params_of(params), jax.random.fold_in(key, index))
+        )
+
+    fields = {"evaluate_actor": evaluator(comps.actor_net)}
+    if cfg.method == "asymm_ac":  # the learner's policy is its LSTM part
+        fields["evaluate_learner"] = evaluator(comps.actor_net, comps.actor_params_of)
+    else:
+        fields["evaluate_learner"] = evaluator(comps.learner_net)
+    if comps.distills:
+        fields["kl_newest"] = jax.jit(make_kl_newest(comps.actor_net))
+    return fields
+
+
+def make_kl_newest(actor_net: RecurrentNetwork) -> Callable:
+    """``kl(actor_params, batch)``: the distillation's policy term ``KL(pi_A || pi_L)`` on one
+    replay batch (the actor unrolled from the batch's stored states)."""
+
+    def kl(params, batch):
+        out, _ = actor_net.unroll(params, batch.obs[:-1], batch.first[:-1], batch.actor_state)
+        return actor_distill_loss(out.logits, batch.learner.logits[:-1], batch.valid)
+
+    return kl
 
 
 def _updates(cfg: Config, actor_net, learner_net, roles: DeviceRoles):
@@ -250,6 +292,7 @@ class Schedule:
     max_actor_restarts: int
     stall_seconds: float
     heartbeat_seconds: float
+    eval_interval: int  # learner updates between policy evaluations (0 = off)
 
 
 def schedule_of(cfg: Config) -> Schedule:

@@ -90,6 +90,11 @@ class Config:
     queue_capacity: int = 4  # batches waiting for the learner runner
     log_interval: float = 5.0  # seconds between metric rows
     eval_gif: bool = True
+    # policy evaluation every eval_interval learner updates (0 = off): the learner's target
+    # policy and the actor params each play eval_episodes episodes on their own env streams
+    # (not counted in env_steps); columns learner_eval/*, actor_eval/*, eval/env_steps
+    eval_interval: int = 0
+    eval_episodes: int = 64
     stats_window: int = 200  # episodes in the moving averages
     on_nan: str = "stop"
     compile_cache: bool = True
@@ -167,6 +172,8 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "queue_capacity": (lambda v: v >= 1, "an integer >= 1"),
     "log_interval": (lambda v: v > 0, "a number > 0"),
     "stats_window": (lambda v: v >= 1, "an integer >= 1"),
+    "eval_interval": (lambda v: v >= 0, "an integer >= 0 (learner updates; 0 = off)"),
+    "eval_episodes": (lambda v: 1 <= v <= 65536, "an integer in [1, 65536]"),
     "checkpoint_seconds": (lambda v: v >= 0, "a number >= 0 (0 = none by time)"),
     "heartbeat_seconds": (lambda v: v > 0, "a number > 0"),
     "stall_seconds": (lambda v: v > 0, "a number > 0"),
@@ -364,6 +371,12 @@ def _check_device_fields(config: Config) -> None:
 def _check_env(config: Config) -> None:
     if config.env.startswith("envpool:"):
         import envpool
+
+        if config.eval_interval:
+            raise ConfigError(
+                f"eval_interval={config.eval_interval}: the policy evaluation runs JAX "
+                f"environments only, not env={config.env!r}; use eval_interval=0"
+            )
 
         task = config.env[len("envpool:") :]
         tasks = envpool.list_all_envs()

@@ -1,4 +1,5 @@
-"""Evaluation: the actor plays one episode through the actor core; written as a GIF.
+"""Evaluation through the actor core: the policy evaluation logged during training
+(``make_policy_eval``) and one episode of the actor written as a GIF.
 
 The episode is the JAX-env rollout's own step (``make_actor_step``: the core's ``select_action``
 plus the environment step) scanned by the same ``unroll``, so for the same key it is the
@@ -12,11 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ald_jax.actors.rollout import (
     ActorCarry,
+    EpisodeStats,
     StepNoise,
+    draw_noise,
     init_actor_carry,
     jit_rollout,
     make_actor_step,
@@ -83,3 +87,45 @@ def write_eval_gif(system, path: str, max_steps: int = 1000, seed: int = 0) -> s
     frames = [render_state(comps.env, s, comps.env_params) for s in states]
     save_gif(frames, path)
     return path
+
+
+def make_policy_eval(
+    env: Any, env_params: Any, network: Any, num_episodes: int, max_steps: int
+) -> Callable:
+    """Builds ``evaluate(params, key) -> EpisodeStats [num_episodes]`` (un-jitted).
+
+    ``num_episodes`` fresh environment streams (reset from ``key``, apart from the training
+    streams) each play one episode with ``network`` sampling its policy, through the rollout's own
+    step (``make_actor_step``); the loop ends once every stream has finished its first episode, or
+    after ``max_steps`` steps (an episode still running then reports ``done=False``). The stats
+    are those of each stream's first episode.
+    """
+    step = make_actor_step(env, env_params, network)
+    num_actions = env.num_actions
+
+    def evaluate(params: PyTree, key: jax.Array) -> EpisodeStats:
+        def body(loop):
+            carry, first_stats, t = loop
+            key, noise = draw_noise(carry.key, 1, num_episodes, num_actions)
+            noise = jax.tree.map(lambda x: x[0], noise)
+            carry, (_, stats) = step(params, carry._replace(key=key), noise)
+            new = stats.done & ~first_stats.done  # streams whose first episode ends now
+            keep = lambda old, cur: jnp.where(new, cur, old)  # noqa: E731
+            first_stats = jax.tree.map(keep, first_stats, stats)
+            return carry, first_stats, t + 1
+
+        def cond(loop):
+            _, first_stats, t = loop
+            return (t < max_steps) & ~jnp.all(first_stats.done)
+
+        carry = init_actor_carry(env, env_params, network, key, num_episodes)
+        none = EpisodeStats(
+            done=jnp.zeros((num_episodes,), bool),
+            episode_return=jnp.zeros((num_episodes,), jnp.float32),
+            episode_length=jnp.zeros((num_episodes,), jnp.int32),
+            success=jnp.zeros((num_episodes,), bool),
+        )
+        _, stats, _ = jax.lax.while_loop(cond, body, (carry, none, jnp.zeros((), jnp.int32)))
+        return stats
+
+    return evaluate

@@ -52,6 +52,13 @@ class Replay:
             idx = self._rng.integers(0, len(self._items), size=num_batches)
             return [self._items[i] for i in idx]
 
+    def newest(self) -> Trajectory:
+        """The batch added last."""
+        with self._lock:
+            if not self._items:
+                raise RuntimeError("replay is empty")
+            return self._items[-1]
+
     def state_dict(self) -> dict:
         with self._lock:
             return {

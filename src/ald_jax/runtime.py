@@ -115,7 +115,9 @@ class Counters:
     distill_busy: float = 0.0
     runner_busy: float = 0.0
     policy_lag: float = 0.0
+    policy_lag_env_steps: float = 0.0
     skipped_updates: int = 0
+    evaluations: int = 0
 
 
 class System:
@@ -164,7 +166,15 @@ class System:
         self.progress = threading.Condition(self.lock)  # learner/distill DpRL hand-shake
         self.learner_metrics: dict = {}
         self.distill_metrics: dict = {}
-        self.lag_source: tuple[int, jax.Array] | None = None  # (actor version, batch.version)
+        # (newest actor version, batch.version) of the last learner update
+        self.lag_source: tuple[int, jax.Array] | None = None
+        # env steps at the publication of each recent actor version (policy lag in env steps)
+        self.version_steps: collections.OrderedDict[int, int] = collections.OrderedDict({0: 0})
+        self.eval_keys = {  # one evaluation key per device it runs on (the same key)
+            device: jax.device_put(jax.random.PRNGKey(sch.seed + 104729), device)
+            for device in {roles.learner, roles.actor}
+        }
+        self.eval_row: dict[str, float] = {}
         self.pending: list[ActorCall] = []  # lockstep: calls of the runner group being assembled
         self.next_actor = 0  # lockstep: whose turn it is
         self.templates: dict[str, PyTree] = {}  # shapes of a call / replay batch (warm_up)
@@ -227,7 +237,7 @@ class System:
         if not skipped and step % sch.target_period == 0:
             self.runner_server.publish(self.learner_state.target_params)
         if not skipped and not self.c.distills and step % sch.actor_period == 0:
-            self.actor_server.publish(self.c.actor_params_of(self.learner_state.params))
+            self.publish_actor(self.c.actor_params_of(self.learner_state.params))
         with self.progress:
             self.learner_metrics = metrics
             self.lag_source = (self.actor_server.version, batch.version)
@@ -244,13 +254,57 @@ class System:
         skipped = self._check_finite("distill", metrics, metrics.get("distill/skipped_update"))
         step = self.counters.distill_updates + (0 if skipped else 1)
         if not skipped and step % sch.actor_period == 0:
-            self.actor_server.publish(self.distill_state.params)  # one copy to the actor device
+            self.publish_actor(self.distill_state.params)  # one copy to the actor device
         with self.progress:
             self.distill_metrics = metrics
             self.counters.distill_updates = step
             self.counters.distill_agent_steps += sch.distill_steps_per_update
             self.counters.distill_busy += time.perf_counter() - t0
             self.progress.notify_all()
+
+    def publish_actor(self, params, version: int | None = None) -> None:
+        """Hands ``params`` to the actors and notes the env-step count of the new version."""
+        self.actor_server.publish(params, version)
+        with self.lock:
+            self.version_steps[self.actor_server.version] = self.counters.env_steps
+            while len(self.version_steps) > 4096:
+                self.version_steps.popitem(last=False)
+
+    def evaluate(self) -> None:
+        """The policy evaluation: the learner's target policy and the current actor params each
+        play ``eval_episodes`` episodes on fresh environment streams (the same ones for both;
+        not counted in ``env_steps``); for ALD also the distillation KL on the newest replay
+        batch. The results become the ``learner_eval/*``, ``actor_eval/*`` columns."""
+        c = self.c
+        with self.lock:
+            env_steps, index = self.counters.env_steps, self.counters.evaluations
+            updates = self.counters.learner_updates
+        _, target = self.runner_server.get()
+        latest = self.actor_server.latest()
+        outs = {
+            "learner_eval": self._play(c.evaluate_learner, target, self.roles.learner, index),
+            "actor_eval": self._play(c.evaluate_actor, latest.params, self.roles.actor, index),
+        }
+        row = {"eval/env_steps": float(env_steps), "eval/learner_updates": float(updates)}
+        for name, stats in jax.device_get(outs).items():
+            row[f"{name}/success"] = float(np.mean(stats.success & stats.done))
+            row[f"{name}/return"] = float(np.mean(stats.episode_return))
+            row[f"{name}/length"] = float(np.mean(stats.episode_length))
+        if c.kl_newest is not None and len(self.replay):
+            kl = c.kl_newest(self.distill_state.params, self.replay.newest())
+            row["distill/kl_newest"] = float(jax.device_get(kl))
+        with self.lock:
+            self.eval_row = row
+            self.counters.evaluations = index + 1
+
+    def _play(self, evaluate, params, device: jax.Device, index: int):
+        return evaluate(params, self.eval_keys[device], jax.device_put(np.int32(index), device))
+
+    def eval_due(self) -> bool:
+        """True when an evaluation is due (one every ``eval_interval`` learner updates, from 0)."""
+        interval = self.schedule.eval_interval
+        c = self.counters
+        return interval > 0 and c.learner_updates >= c.evaluations * interval
 
     def _check_finite(self, who: str, metrics: dict, skipped) -> bool:
         """Acts on the update's non-finite guard (the update itself was already skipped);
@@ -336,6 +390,9 @@ class System:
         if self.distill_state is not None:
             self.distill_state = place_distill_state(tree["distill"], roles.distill)
         self.actor_server.publish(tree["actor_params"], version=meta["actor_version"])
+        self.version_steps = collections.OrderedDict(
+            {meta["actor_version"]: meta["counters"]["env_steps"]}
+        )
         self.runner_server.publish(tree["runner_params"], version=meta["runner_version"])
         carries = []
         for old, new in zip(self.carries, tree["carries"], strict=True):
@@ -396,13 +453,16 @@ class System:
             )
             row["learner_sps"] = c.learner_agent_steps / max(c.learner_busy, 1e-9)
             learner_metrics, distill_metrics = self.learner_metrics, self.distill_metrics
-            lag_source, lag = self.lag_source, c.policy_lag
+            lag_source = self.lag_source
+            eval_row = dict(self.eval_row)
         if lag_source is not None:
-            version, batch_version = lag_source
-            lag = float(version - np.mean(jax.device_get(batch_version)))
-            with self.lock:
-                self.counters.policy_lag = lag
-        row["policy_lag"] = lag
+            self._update_policy_lag(*lag_source)
+        row["policy_lag"] = c.policy_lag
+        row["policy_lag_env_steps"] = c.policy_lag_env_steps
+        if self.schedule.eval_interval:
+            names = EVAL_COLUMNS + (("distill/kl_newest",) if self.replay is not None else ())
+            for name in names:
+                row[name] = eval_row.get(name, float("nan"))
         if eps:
             arr = np.asarray(eps, dtype=np.float64)
             row["episode_return"] = float(arr[:, 0].mean())
@@ -411,6 +471,32 @@ class System:
         for k, v in jax.device_get({**learner_metrics, **distill_metrics}).items():
             row[k] = float(v)
         return row
+
+    def _update_policy_lag(self, version: int, batch_version: jax.Array) -> None:
+        """The last learner batch's policy lag, in actor versions and in env steps (the env
+        steps collected between the publication of the params that acted and of the newest)."""
+        versions = np.asarray(jax.device_get(batch_version))
+        with self.lock:
+            steps = self.version_steps
+            newest = steps.get(version)
+            acted = [steps[v] for v in versions.tolist() if v in steps]
+            self.counters.policy_lag = float(version - versions.mean())
+            if newest is not None and acted:
+                self.counters.policy_lag_env_steps = float(newest - np.mean(acted))
+
+
+#: The evaluation columns of a metric row (NaN until the first evaluation); ALD also logs
+#: ``distill/kl_newest``.
+EVAL_COLUMNS = (
+    "eval/env_steps",
+    "eval/learner_updates",
+    "learner_eval/success",
+    "learner_eval/return",
+    "learner_eval/length",
+    "actor_eval/success",
+    "actor_eval/return",
+    "actor_eval/length",
+)
 
 
 class Stop(Exception):
@@ -450,6 +536,8 @@ def run_lockstep(
                     if system.replay is not None:
                         while system.distill_due():
                             system.distill()
+                    if system.eval_due():
+                        system.evaluate()
                 if on_batch is not None:
                     on_batch()
             if on_tick is not None:
@@ -675,6 +763,18 @@ class ThreadedRun:
             self._beat()
             s.distill()
 
+    def _eval_loop(self) -> None:
+        s = self.system
+        while not self.stop.is_set():
+            with s.progress:
+                while not s.eval_due() and not self.stop.is_set():
+                    self._beat()
+                    s.progress.wait(self.TIMEOUT)
+            if self.stop.is_set():
+                return
+            self._beat()
+            s.evaluate()
+
     def _spawn_actor(self, i: int) -> None:
         self._spawn(f"actor-{i}", lambda: self._actor_loop(i), self.system.roles.actor, actor=i)
 
@@ -686,6 +786,8 @@ class ThreadedRun:
         self._spawn("learner", self._learner_loop, s.roles.learner)
         if s.replay is not None:
             self._spawn("distill", self._distill_loop, s.roles.distill[0])
+        if s.schedule.eval_interval:
+            self._spawn("eval", self._eval_loop, s.roles.learner)
 
     def shutdown(self, timeout: float = 5.0) -> list[str]:
         """Stops every thread; returns the names of threads still alive after ``timeout``."""
@@ -763,3 +865,20 @@ def warm_up(system: System) -> None:
             stripped = jax.device_put(stripped, trajectory.batch_shardings(stripped, mesh))
             out = c.distill_update(system.distill_state, [stripped] * sch.num_distill)
             jax.block_until_ready(out)
+    if sch.eval_interval:
+        _warm_up_evaluation(system, batch)
+
+
+def _warm_up_evaluation(system: System, batch: Trajectory) -> None:
+    """Compiles the evaluation functions in the eval thread's context (see ``warm_up``)."""
+    c, roles = system.c, system.roles
+    with stage_context(roles.learner, system.schedule.transfer_guard):
+        _, target = system.runner_server.get()
+        jax.block_until_ready(system._play(c.evaluate_learner, target, roles.learner, 0))
+        params = system.actor_server.latest().params
+        jax.block_until_ready(system._play(c.evaluate_actor, params, roles.actor, 0))
+        if c.kl_newest is not None:
+            mesh = roles.distill_mesh()
+            stripped = trajectory.without_learner_state(batch)
+            stripped = jax.device_put(stripped, trajectory.batch_shardings(stripped, mesh))
+            jax.block_until_ready(c.kl_newest(system.distill_state.params, stripped))
