@@ -7,8 +7,10 @@ Each run is ``python -m ald_jax.run`` in its own directory
 ``<out>/<exp>/<method>[-<key><value>]-s<seed>``, seed by seed; a run whose ``summary.json``
 exists is skipped and an interrupted run continues from its last checkpoint, so an interrupted
 comparison resumes where it stopped. Afterwards ``experiments.plots`` draws
-success (and return) against env steps and wall-clock, per-seed curves, the speed table of the
-paper's Fig. 1 and ``results.md``, all from the runs' ``metrics.csv``.
+success (and return) against env steps and wall-clock (IQM over seeds, 95% bootstrap band),
+per-seed curves, learner-vs-actor evaluation curves where runs logged them, the speed table of
+the paper's Fig. 1 and ``results.md`` / ``results.csv`` / ``stats.json`` (time to 90% success
+with bootstrap intervals, ratio to GTrXL, distillation lag), all from the runs' ``metrics.csv``.
 """
 
 from __future__ import annotations

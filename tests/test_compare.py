@@ -1,12 +1,16 @@
 """The comparison driver end to end on ``debug`` with a tiny budget (every plot and the results
-table come from the run logs), its resume, and the numbers in its table."""
+table come from the run logs), its resume, and the numbers in its tables and ``stats.json``."""
 
 import csv
+import json
+import math
 import os
 import subprocess
 import sys
 
-from experiments.plots import load_runs, summary_rows
+import numpy as np
+
+from experiments.plots import load_runs, make_all, plot_iqm, speed_cells, summary_rows
 
 TINY = [
     "lstm_hidden=8",
@@ -32,6 +36,7 @@ OUTPUTS = [
     "speed_table.png",
     "results.md",
     "results.csv",
+    "stats.json",
 ]
 
 
@@ -73,7 +78,23 @@ def test_compare_runs_methods_by_seeds_then_plots_and_resumes(tmp_path):
     with open(exp_dir / "results.csv") as f:
         rows = {r["run"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"ald", "lstm"} and rows["ald"]["seeds"] == "2"
-    assert float(rows["ald"]["dprl_achieved"]) > 0 and float(rows["lstm"]["dprl_achieved"]) == 0
+    assert float(rows["ald"]["dprl_achieved"]) > 0 and math.isnan(
+        float(rows["lstm"]["dprl_achieved"])
+    )
+    md_lstm = [
+        r for r in (exp_dir / "results.md").read_text().splitlines() if r.startswith("| lstm |")
+    ]
+    assert md_lstm[-1].endswith("| - |")  # the speed table's DpRL for a baseline
+    lstm_speed = [r for r in speed_cells(summary_rows(load_runs(str(exp_dir)))) if r[0] == "lstm"]
+    assert lstm_speed[0][-1] == "-"  # a baseline's DpRL does not apply
+    runs = load_runs(str(exp_dir))
+    for x in ("env_steps", "wall_time"):  # the success bands as drawn
+        bands = plot_iqm(runs, x, "success_rate", str(tmp_path / "check.png"), x, "s", "t")
+        assert set(bands) == {"ald", "lstm"}
+        for band in bands.values():
+            assert band.n == 2 and len(band.grid) == 100
+            for arr in (band.iqm, band.lo, band.hi):
+                assert np.all((arr >= 0.0) & (arr <= 1.0)), (x, arr)
     again = _compare(tmp_path)
     assert again.returncode == 0 and again.stdout.count("skipping") == 4, again.stdout
 
@@ -84,35 +105,118 @@ def test_compare_rejects_bad_methods_before_running(tmp_path):
     assert not os.path.exists(tmp_path / "debug")
 
 
+def write_run(root, name: str, rows: list[dict]) -> None:
+    """``<root>/<name>/metrics.csv`` with the union of the rows' keys (missing cells empty)."""
+    os.makedirs(root / name)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(root / name / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, restval="")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def rows_of(fields: str, *values) -> list[dict]:
+    return [dict(zip(fields.split(), v, strict=True)) for v in values]
+
+
 def test_summary_numbers_from_hand_made_logs(tmp_path):
-    """Steps/wall-clock to 90% success, medians over the seeds that got there."""
-
-    def write(name, rows):
-        os.makedirs(tmp_path / name)
-        with open(tmp_path / name / "metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(
-                f,
-                fieldnames=[
-                    "env_steps",
-                    "wall_time",
-                    "success_rate",
-                    "learner_sps",
-                    "dprl_achieved",
-                ],
-            )
-            w.writeheader()
-            for r in rows:
-                w.writerow(dict(zip(w.fieldnames, r, strict=True)))
-
-    write("ald-s0", [(100, 1, 0.1, 10, 5), (200, 2, 0.95, 10, 5), (300, 3, 1.0, 30, 7)])
-    write("ald-s1", [(100, 2, 0.2, 10, 5), (200, 4, 0.5, 10, 5), (400, 8, 0.9, 10, 9)])
-    write("ald-s2", [(100, 1, 0.2, 10, 5), (200, 2, 0.3, 10, 5)])  # never reaches 90%
+    """Steps/wall-clock to 90% success: a seed that never got there counts as what it ran
+    (500 steps, 9 s), so the median of 3 is exact (two seeds got there) and the mean-like IQM of
+    3 seeds is a lower bound."""
+    f = "env_steps wall_time success_rate learner_sps dprl_achieved"
+    write_run(
+        tmp_path,
+        "ald-s0",
+        rows_of(f, (100, 1, 0.1, 10, 5), (200, 2, 0.95, 10, 5), (300, 3, 1.0, 30, 7)),
+    )
+    write_run(
+        tmp_path,
+        "ald-s1",
+        rows_of(f, (100, 2, 0.2, 10, 5), (200, 4, 0.5, 10, 5), (400, 8, 0.9, 10, 9)),
+    )
+    write_run(tmp_path, "ald-s2", rows_of(f, (100, 1, 0.2, 10, 5), (500, 9, 0.3, 10, 5)))
     (row,) = summary_rows(load_runs(str(tmp_path)))
     assert row["run"] == "ald" and row["seeds"] == 3 and row["reached_90"] == 2
-    assert row["steps_to_90_median"] == 300.0  # median of 200 and 400
-    assert row["wall_to_90_median_s"] == 5.0  # median of 2 and 8
+    assert row["steps_to_90_median"] == 400.0 and row["steps_to_90_median_bound"] == "exact"
+    assert row["wall_to_90_s_median"] == 8.0 and row["wall_to_90_s_median_bound"] == "exact"
+    assert row["steps_to_90_iqm"] == 1100 / 3 and row["steps_to_90_iqm_bound"] == "lower"
     assert row["learner_sps"] == (30 + 10 + 10) / 3
     assert row["dprl_achieved"] == (7 + 9 + 5) / 3
+    make_all(str(tmp_path))
+    stats = json.loads((tmp_path / "stats.json").read_text())["methods"]["ald"]
+    assert stats["per_seed"]["2"] == {"steps_to_90": 500.0, "wall_to_90_s": 9.0, "reached": False}
+    md = (tmp_path / "results.md").read_text()
+    assert "| ald | 2/3 | 400 [" in md and "| ald-s2 | not reached (ran 500) |" in md
+    assert "## Ratio" not in md  # no gtrxl runs
+
+
+def test_ratio_to_gtrxl_with_its_interval(tmp_path):
+    """ALD at 200/300/400 env steps, GTrXL at 100/200/250: ratio of medians 300/200 = 1.5, in
+    results.md, results.csv and stats.json; the baseline's DpRL shows "-"."""
+    f = "env_steps wall_time success_rate dprl_achieved"
+    for seed, hit in enumerate((200, 300, 400)):
+        write_run(
+            tmp_path, f"ald-s{seed}", rows_of(f, (100, 1, 0.0, 10), (hit, hit / 10, 0.95, 10))
+        )
+    for seed, hit in enumerate((100, 200, 250)):
+        write_run(tmp_path, f"gtrxl-s{seed}", rows_of(f, (50, 1, 0.0, 0), (hit, hit / 5, 0.9, 0)))
+    make_all(str(tmp_path))
+    ratio = json.loads((tmp_path / "stats.json").read_text())["methods"]["ald"]["ratio_vs_gtrxl"]
+    steps = ratio["steps_to_90"]
+    assert steps["value"] == 1.5 and steps["lo"] < 1.5 < steps["hi"] and steps["bound"] == "exact"
+    assert ratio["wall_to_90_s"]["value"] == 30 / 40
+    md = (tmp_path / "results.md").read_text()
+    assert f"| ald/gtrxl | 1.5 [{steps['lo']:.3g}, {steps['hi']:.3g}] |" in md
+    with open(tmp_path / "results.csv") as fh:
+        rows = {r["run"]: r for r in csv.DictReader(fh)}
+    assert float(rows["ald"]["ratio_vs_gtrxl_steps_to_90_hi"]) == steps["hi"]
+    assert rows["gtrxl"]["ratio_vs_gtrxl_steps_to_90"] == ""  # no ratio to itself
+    assert math.isnan(float(rows["gtrxl"]["dprl_achieved"]))
+    assert [r for r in md.splitlines() if r.startswith("| gtrxl |")][-1].endswith("| - |")
+
+
+def test_eval_plot_and_distillation_lag_from_runs_with_eval_columns(tmp_path):
+    """Eval columns repeat the latest evaluation (empty before the first). Learner success
+    IQM (mean of 2 seeds) over evaluations at 100/200/300: 0.45, 0.925, 1.0 -> reaches 0.9 at
+    200; actor 0.15, 0.55, 0.935 -> at 300; lag 100. Runs without the columns: no plot."""
+    f = "env_steps wall_time success_rate eval/env_steps learner_eval/success actor_eval/success"
+    e = ""
+    for seed, (ls, acts) in enumerate(
+        (((0.5, 0.95, 1.0), (0.2, 0.6, 0.92)), ((0.4, 0.9, 1.0), (0.1, 0.5, 0.95)))
+    ):
+        write_run(
+            tmp_path,
+            f"ald-s{seed}",
+            rows_of(
+                f,
+                (50, 1, 0.1, e, e, e),
+                (150, 2, 0.3, 100, ls[0], acts[0]),
+                (200, 3, 0.5, 100, ls[0], acts[0]),
+                (250, 4, 0.7, 200, ls[1], acts[1]),
+                (350, 5, 0.9, 300, ls[2], acts[2]),
+            ),
+        )
+    write_run(
+        tmp_path, "lstm-s0", rows_of("env_steps wall_time success_rate", (10, 1, 0.1), (20, 2, 0.2))
+    )
+    outputs = make_all(str(tmp_path))
+    assert str(tmp_path / "eval_ald.png") in outputs and (tmp_path / "eval_ald.png").exists()
+    assert not (tmp_path / "eval_lstm.png").exists()
+    methods = json.loads((tmp_path / "stats.json").read_text())["methods"]
+    assert methods["ald"]["eval"] == {
+        "learner_steps_to_90": 200.0,
+        "actor_steps_to_90": 300.0,
+        "distillation_lag_to_90": 100.0,
+    }
+    assert "eval" not in methods["lstm"]
+    assert "| ald | 200 | 300 | 100 |" in (tmp_path / "results.md").read_text()
+    from experiments.plots import plot_eval
+
+    bands = plot_eval("ald", load_runs(str(tmp_path))["ald"], str(tmp_path / "e.png"))
+    np.testing.assert_array_equal(bands["learner_eval/success"].grid[[0, -1]], [100, 300])
+    for band in bands.values():
+        for arr in (band.iqm, band.lo, band.hi):
+            assert np.all((arr >= 0.0) & (arr <= 1.0))
 
 
 def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
