@@ -13,7 +13,7 @@ GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 endif
 ifeq ($(GPU),1)
 FLAVOUR := cuda12
-EXTRAS  := dev,cuda12
+EXTRAS  := dev,envs,ray,cuda12
 LOCKS   := requirements.lock requirements-cuda12.lock
 # GPU memory on demand, not 75% up front per process (make test runs 2), unless the user chose.
 ifeq ($(filter-out undefined,$(foreach v,PREALLOCATE MEM_FRACTION ALLOCATOR,$(origin XLA_PYTHON_CLIENT_$(v)))),)
@@ -21,7 +21,7 @@ export XLA_PYTHON_CLIENT_PREALLOCATE := false
 endif
 else
 FLAVOUR := cpu
-EXTRAS  := dev
+EXTRAS  := dev,envs,ray
 LOCKS   := requirements.lock
 export JAX_PLATFORMS ?= cpu
 endif

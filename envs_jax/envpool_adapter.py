@@ -30,8 +30,17 @@ How the adapter maps this (per environment ``b``):
   ``episode_length`` is their number. Both are only meaningful where ``episode_end`` is True
   (they are 0 elsewhere).
 * ``success``: envpool has no generic success signal, so ``success = episode_end &
-  (episode_return > 0)``. This matches MiniGrid/BabyAI (positive reward only on reaching the
-  goal) but is only a proxy elsewhere (e.g. CartPole: every finished episode counts).
+  (episode_return > 0)``, "the episode ended with positive reward". This matches MiniGrid/BabyAI,
+  whose only reward is ``1 - 0.9 * steps / max_steps`` (> 0) on reaching the goal (MiniGrid
+  Memory: the object matching the cue; the wrong object ends the episode with 0, and so does the
+  time limit), but is only a proxy elsewhere (e.g. CartPole: every finished episode counts).
+
+Observations: a task with a ``Box`` or ``Discrete`` observation space is used as is. A task with a
+``Dict`` space (MiniGrid/BabyAI, the Jumanji and gymnasium-robotics tasks) needs one entry, chosen
+by ``obs_key``; the default is ``"image"`` where the Dict has one (MiniGrid: ``[7, 7, 3]`` uint8,
+the agent's egocentric 7x7 view with (object type, colour, state) per cell). ``task_spec`` reads
+all of this from ``envpool.make_spec`` without making an environment, so a configuration can be
+checked before anything is built; it raises the same errors as the constructor.
 
 With Atari's ``episodic_life=True`` envpool ends an "episode" at each lost life (and resets only
 the bookkeeping on the next step), so ``episode_return`` / ``episode_length`` are per life there.
@@ -45,7 +54,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["EnvpoolAdapter", "StepResult"]
+__all__ = [
+    "DEFAULT_OBS_KEY",
+    "EnvpoolAdapter",
+    "ObsKeyError",
+    "StepResult",
+    "TaskSpec",
+    "task_spec",
+]
+
+DEFAULT_OBS_KEY = "image"  # the entry of a Dict observation space used when no key is given
 
 
 class StepResult(NamedTuple):
@@ -123,39 +141,82 @@ def _check_batching(num_envs: int, envpool_kwargs: dict[str, Any]) -> None:
         )
 
 
+class TaskSpec(NamedTuple):
+    """What the adapter needs to know about an envpool task, read from its spaces.
+
+    Attributes:
+      task_id: the envpool task id.
+      obs_key: the entry of the ``Dict`` observation space used as the observation (None for a
+        ``Box``/``Discrete`` observation space).
+      num_actions: number of discrete actions (the adapter's actions are ``0 .. num_actions-1``).
+      action_start: envpool's first action (``Discrete.start``), added to the adapter's actions.
+      observation_shape: shape of one observation (without the batch dimension).
+      observation_dtype: numpy dtype of the observations.
+    """
+
+    task_id: str
+    obs_key: str | None
+    num_actions: int
+    action_start: int
+    observation_shape: tuple[int, ...]
+    observation_dtype: np.dtype
+
+
+class ObsKeyError(ValueError):
+    """``obs_key`` does not fit the task's observation space.
+
+    Attributes:
+      obs_key: the key given (None: none given).
+      detail: why, and the allowed values, without naming the argument (a caller with its own
+        name for the key, such as the config's ``env_obs_key``, prefixes its own).
+      allowed: the keys that would work (empty where no key is allowed).
+    """
+
+    def __init__(self, obs_key: str | None, detail: str, allowed: list[str]) -> None:
+        super().__init__(f"obs_key={obs_key!r}: {detail}")
+        self.obs_key = obs_key
+        self.detail = detail
+        self.allowed = allowed
+
+
+def _spaces_quietly(get: Any) -> tuple[Any, Any]:
+    """``get()`` -> ``(action_space, observation_space)`` without gymnasium's float64 warning."""
+    with warnings.catch_warnings():
+        # gymnasium warns that envpool's float64 Box bounds are cast to float32; harmless.
+        # The spaces are built lazily on first access, which is where the warning fires.
+        warnings.filterwarnings("ignore", message=".*precision lowered.*")
+        return get()
+
+
 def _make_env(
     envpool: Any, task_id: str, num_envs: int, seed: int, envpool_kwargs: dict[str, Any]
 ) -> tuple[Any, Any, Any]:
     """Creates the sync-mode gymnasium envpool env; returns ``(env, action_space, obs_space)``."""
-    with warnings.catch_warnings():
-        # gymnasium warns that envpool's float64 Box bounds are cast to float32; harmless.
-        warnings.filterwarnings("ignore", message=".*precision lowered.*")
+
+    def make() -> tuple[Any, Any, Any]:
         env = envpool.make_gymnasium(
             task_id, num_envs=num_envs, batch_size=num_envs, seed=int(seed), **envpool_kwargs
         )
-        # The spaces are built lazily on first access, which is where the warning fires.
-        act_space = env.action_space
-        obs_space = env.observation_space
-    return env, act_space, obs_space
+        return env, env.action_space, env.observation_space
+
+    return _spaces_quietly(make)
 
 
-def _check_single_player(env: Any, task_id: str) -> None:
-    """Closes ``env`` and raises ValueError if it is a multi-player environment."""
-    max_players = getattr(env.spec.config, "max_num_players", 1)
+def _check_single_player(config: Any, task_id: str) -> None:
+    """ValueError if the task's envpool config says it is a multi-player environment."""
+    max_players = getattr(config, "max_num_players", 1)
     if max_players != 1:
-        env.close()
         raise ValueError(
             f"{task_id!r} is a multi-player environment (max_num_players={max_players}); "
             "EnvpoolAdapter supports single-player environments only."
         )
 
 
-def _discrete_actions(env: Any, task_id: str, act_space: Any) -> tuple[int, int]:
-    """``(num_actions, start)`` of a Discrete action space; else closes ``env``, TypeError."""
+def _discrete_actions(task_id: str, act_space: Any) -> tuple[int, int]:
+    """``(num_actions, start)`` of a Discrete action space; else TypeError."""
     import gymnasium.spaces as spaces
 
     if not isinstance(act_space, spaces.Discrete):
-        env.close()
         raise TypeError(
             f"{task_id!r} has action space {act_space}; EnvpoolAdapter supports only "
             "gymnasium.spaces.Discrete action spaces."
@@ -163,35 +224,114 @@ def _discrete_actions(env: Any, task_id: str, act_space: Any) -> tuple[int, int]
     return int(act_space.n), int(getattr(act_space, "start", 0))
 
 
-def _observation_space(env: Any, task_id: str, obs_space: Any, obs_key: str | None) -> Any:
-    """The Box/Discrete observation space (``obs_space[obs_key]`` for a Dict space).
+def _supported(space: Any) -> bool:
+    import gymnasium.spaces as spaces
 
-    Closes ``env`` before raising ValueError (bad ``obs_key``) or TypeError (unsupported space).
+    return isinstance(space, spaces.Box | spaces.Discrete)
+
+
+def _observation_key(task_id: str, obs_space: Any, obs_key: str | None) -> str | None:
+    """The ``Dict`` entry to use (``obs_key``, else ``DEFAULT_OBS_KEY``); None for other spaces.
+
+    Raises ObsKeyError for a key that does not fit, TypeError for a Dict without any Box or
+    Discrete entry.
     """
     import gymnasium.spaces as spaces
 
-    if isinstance(obs_space, spaces.Dict):
-        keys = sorted(obs_space.spaces)
-        if obs_key is None or obs_key not in obs_space.spaces:
-            env.close()
-            raise ValueError(
-                f"{task_id!r} has a Dict observation space with keys {keys}; pass obs_key as "
-                f"one of them (got obs_key={obs_key!r})."
+    if not isinstance(obs_space, spaces.Dict):
+        if obs_key is not None:
+            raise ObsKeyError(
+                obs_key,
+                f"{task_id!r} has a {type(obs_space).__name__} observation space, not a Dict, so "
+                "no key is allowed (leave it empty)",
+                [],
             )
-        obs_space = obs_space.spaces[obs_key]
-    elif obs_key is not None:
-        env.close()
-        raise ValueError(
-            f"obs_key={obs_key!r} given but {task_id!r} has a non-Dict observation space "
-            f"{obs_space}; obs_key must be None."
-        )
-    if not isinstance(obs_space, spaces.Box | spaces.Discrete):
-        env.close()
+        return None
+    allowed = [k for k, sub in obs_space.spaces.items() if _supported(sub)]
+    if not allowed:
         raise TypeError(
-            f"observation space {obs_space} of {task_id!r} is not supported "
-            "(allowed: Box, Discrete, or a Dict of them selected with obs_key)."
+            f"{task_id!r} has observation space {obs_space} without a Box or Discrete entry; "
+            "supported observation spaces are Box, Discrete, or a Dict with a Box or Discrete "
+            "entry (selected by its key)."
         )
-    return obs_space
+    default = f" (empty: {DEFAULT_OBS_KEY!r})" if DEFAULT_OBS_KEY in allowed else ""
+    if obs_key is None:
+        if DEFAULT_OBS_KEY in obs_space.spaces:
+            obs_key = DEFAULT_OBS_KEY
+        else:
+            raise ObsKeyError(
+                obs_key,
+                f"{task_id!r} has a Dict observation space without an {DEFAULT_OBS_KEY!r} "
+                f"entry, so a key must be given; allowed keys are {allowed}",
+                allowed,
+            )
+    if obs_key not in obs_space.spaces:
+        raise ObsKeyError(
+            obs_key,
+            f"not an entry of the Dict observation space of {task_id!r}; allowed keys are "
+            f"{allowed}{default}",
+            allowed,
+        )
+    if obs_key not in allowed:
+        raise ObsKeyError(
+            obs_key,
+            f"entry {obs_key!r} of the observation space of {task_id!r} is "
+            f"{obs_space.spaces[obs_key]}, which is not supported (Box or Discrete entries "
+            f"only); allowed keys are {allowed}{default}",
+            allowed,
+        )
+    return obs_key
+
+
+def _describe(
+    task_id: str, act_space: Any, obs_space: Any, config: Any, obs_key: str | None
+) -> TaskSpec:
+    """The ``TaskSpec`` of a task with these spaces; raises as ``task_spec`` documents."""
+    import gymnasium.spaces as spaces
+
+    _check_single_player(config, task_id)
+    num_actions, start = _discrete_actions(task_id, act_space)
+    key = _observation_key(task_id, obs_space, obs_key)
+    space = obs_space if key is None else obs_space.spaces[key]
+    if not _supported(space):
+        raise TypeError(
+            f"{task_id!r} has observation space {space}; supported observation spaces are "
+            "Box, Discrete, or a Dict with a Box or Discrete entry (selected by its key)."
+        )
+    shape = tuple(int(d) for d in space.shape)
+    # envpool returns Discrete observations as int32, where gymnasium's Discrete says int64.
+    dtype = np.dtype(np.int32) if isinstance(space, spaces.Discrete) else np.dtype(space.dtype)
+    return TaskSpec(task_id, key, num_actions, start, shape, dtype)
+
+
+def task_spec(task_id: str, obs_key: str | None = None, **envpool_kwargs: Any) -> TaskSpec:
+    """Reads what the adapter needs from ``envpool.make_spec``: no environment is made.
+
+    Cheap (well under a millisecond once envpool is imported) and touches nothing of JAX, so a
+    configuration can be checked with it before anything is compiled.
+
+    Args:
+      task_id: an envpool task id (see ``envpool.list_all_envs()``).
+      obs_key: the entry of a ``Dict`` observation space to use; None or ``""`` for the default
+        (``"image"`` where the Dict has it; nothing for a ``Box``/``Discrete`` space).
+      **envpool_kwargs: passed to ``envpool.make_spec`` (they can change the spaces, e.g.
+        Atari's ``img_height``).
+
+    Raises:
+      ValueError: unknown ``task_id`` (with close matches), or a multi-player environment.
+      ObsKeyError: ``obs_key`` does not fit the observation space (a ValueError; the message
+        lists the allowed keys).
+      TypeError: the action space is not ``Discrete``, or the observation space is not
+        supported (allowed: Box, Discrete, or a Dict with such an entry).
+      ImportError, RuntimeError: envpool cannot build this task here (e.g. Procgen without Qt).
+    """
+    envpool = _import_envpool()
+    _check_task(envpool, task_id)
+    spec = envpool.make_spec(task_id, **envpool_kwargs)
+    act_space, obs_space = _spaces_quietly(
+        lambda: (spec.gymnasium_action_space, spec.gymnasium_observation_space)
+    )
+    return _describe(task_id, act_space, obs_space, spec.config, obs_key or None)
 
 
 class EnvpoolAdapter:
@@ -210,14 +350,15 @@ class EnvpoolAdapter:
       num_envs: number of parallel environments ``B`` (>= 1).
       seed: envpool seed (environment ``i`` is seeded from ``seed`` and ``i`` by envpool).
       obs_key: for environments with a ``Dict`` observation space (e.g. MiniGrid), the key whose
-        array is used as the observation (e.g. ``"image"``). Must be None for array observations.
+        array is used as the observation; None or ``""`` picks ``"image"`` where the Dict has
+        that entry. Must be None or ``""`` for Box/Discrete observations.
       **envpool_kwargs: passed to ``envpool.make_gymnasium`` (e.g. ``max_episode_steps``,
         ``num_threads``, ``episodic_life``). ``batch_size`` other than ``num_envs`` (async mode)
         is not supported.
 
     Raises:
-      ValueError: unknown ``task_id``, ``num_envs < 1``, bad ``obs_key``, a ``batch_size``
-        different from ``num_envs``, or a multi-player environment.
+      ValueError: unknown ``task_id``, ``num_envs < 1``, bad ``obs_key`` (``ObsKeyError``), a
+        ``batch_size`` different from ``num_envs``, or a multi-player environment.
       TypeError: the action space is not discrete, or the observation space is not supported.
     """
 
@@ -239,12 +380,15 @@ class EnvpoolAdapter:
         self._env, act_space, obs_space = _make_env(
             envpool, task_id, num_envs, seed, envpool_kwargs
         )
-        _check_single_player(self._env, task_id)
-        self._num_actions, self._action_start = _discrete_actions(self._env, task_id, act_space)
-        obs_space = _observation_space(self._env, task_id, obs_space, obs_key)
-        self._obs_key = obs_key
-        self._observation_shape: tuple[int, ...] = tuple(int(d) for d in obs_space.shape)
-        self._observation_dtype = np.dtype(obs_space.dtype)
+        try:
+            spec = _describe(task_id, act_space, obs_space, self._env.spec.config, obs_key or None)
+        except (ValueError, TypeError):
+            self._env.close()
+            raise
+        self._num_actions, self._action_start = spec.num_actions, spec.action_start
+        self._obs_key = spec.obs_key
+        self._observation_shape: tuple[int, ...] = spec.observation_shape
+        self._observation_dtype = spec.observation_dtype
 
         b = num_envs
         self._env_ids = np.arange(b, dtype=np.int32)
@@ -264,6 +408,11 @@ class EnvpoolAdapter:
     def num_envs(self) -> int:
         """Number of parallel environments ``B``."""
         return self._num_envs
+
+    @property
+    def obs_key(self) -> str | None:
+        """The entry of the ``Dict`` observation space in use (None for array observations)."""
+        return self._obs_key
 
     @property
     def num_actions(self) -> int:

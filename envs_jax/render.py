@@ -38,6 +38,11 @@ def _blow_up(colours: np.ndarray, cell: int) -> np.ndarray:
     return np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1).astype(np.uint8)
 
 
+def can_render(env: Environment) -> bool:
+    """Whether ``render_state`` draws ``env``: I-Maze and Meta-Fetch (not gymnax/xminigrid envs)."""
+    return isinstance(env, IMaze | MetaFetch)
+
+
 def render_state(env: Environment, state, params=None, cell: int = 16) -> np.ndarray:
     """An RGB image of one (un-batched) state: uint8 ``[H * cell, W * cell, 3]``."""
     del params

@@ -7,7 +7,15 @@ import importlib
 
 from ald_jax.config import Config, ConfigError
 
-EXPERIMENTS = ("debug", "imaze9", "imaze15", "metafetch3", "metafetch4")
+EXPERIMENTS = (
+    "debug",
+    "imaze9",
+    "imaze15",
+    "metafetch3",
+    "metafetch4",
+    "minigrid_memory9",
+    "xmg_memory16",
+)
 
 
 def get_config(name: str) -> Config:

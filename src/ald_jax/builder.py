@@ -39,7 +39,7 @@ from ald_jax.actors.rollout import (
     make_chunked_rollout,
     make_rollout,
 )
-from ald_jax.config import Config, runner_group_calls
+from ald_jax.config import Config, ConfigError, runner_group_calls
 from ald_jax.devices import DeviceRoles, resolve_roles
 from ald_jax.evaluate import make_policy_eval
 from ald_jax.learners import (
@@ -51,7 +51,7 @@ from ald_jax.learners import (
     make_learner_update,
 )
 from ald_jax.losses.distill import actor_distill_loss
-from ald_jax.networks import AsymmetricNetwork, GTrXLNetwork, LSTMNetwork
+from ald_jax.networks import AsymmetricNetwork, GTrXLNetwork, LSTMNetwork, resolve_torso
 from ald_jax.networks.base import RecurrentNetwork
 
 
@@ -83,10 +83,19 @@ class Components(NamedTuple):
     kl_newest: Callable | None = None  # (actor params, replay batch) -> KL(pi_A || pi_L); ald
 
 
-def make_networks(cfg: Config, num_actions: int) -> tuple[Any, Any]:
-    """(actor network, learner network) for ``cfg.method``."""
+def make_networks(cfg: Config, num_actions: int, obs_shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """(actor network, learner network) for ``cfg.method`` on observations ``[*obs_shape]``;
+    ``cfg.torso`` is resolved for ``obs_shape`` (``ald_jax.networks.torso``) and both networks
+    get the same torso (``ConfigError`` for ``torso=conv`` on a non-image)."""
+    try:
+        torso = resolve_torso(cfg.torso, obs_shape)
+    except ValueError as err:
+        raise ConfigError(f"torso={cfg.torso!r} with env={cfg.env!r}: {err}") from None
     lstm = LSTMNetwork(
-        num_actions=num_actions, hidden_size=cfg.lstm_hidden, torso_sizes=(cfg.lstm_torso,)
+        num_actions=num_actions,
+        hidden_size=cfg.lstm_hidden,
+        torso_sizes=(cfg.lstm_torso,),
+        torso=torso,
     )
     gtrxl = GTrXLNetwork(
         num_actions=num_actions,
@@ -95,6 +104,7 @@ def make_networks(cfg: Config, num_actions: int) -> tuple[Any, Any]:
         num_heads=cfg.gtrxl_heads,
         head_dim=cfg.gtrxl_head_dim,
         memory_length=cfg.gtrxl_memory,
+        torso=torso,
     )
     if cfg.method == "ald":
         return lstm, gtrxl
@@ -118,8 +128,8 @@ def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
     """The components of a run of ``cfg`` (every function jitted) on ``roles``."""
     roles = roles_of(cfg) if roles is None else roles
     env, env_params, obs_example = _environment(cfg)
-    actor_net, learner_net = make_networks(cfg, env.num_actions)
-    rollout, init_carry = _acting(cfg, env, env_params, actor_net, roles)
+    actor_net, learner_net = make_networks(cfg, env.num_actions, tuple(obs_example.shape))
+    rollout, init_carry = _acting(cfg, env, env_params, actor_net, roles.actor)
     learner_update, learner_opt, distill_update, distill_opt = _updates(
         cfg, actor_net, learner_net, roles
     )
@@ -156,32 +166,40 @@ def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
 def _environment(cfg: Config):
     """``(env, env_params, one observation)``; ``env_params`` is None for envpool tasks."""
     if cfg.env.startswith(ENVPOOL_PREFIX):
-        env = envpool_spec(cfg.env)
+        env = envpool_spec(cfg.env, cfg.env_obs_key)
         return env, None, jnp.zeros(env.observation_shape, jnp.float32)
     env, env_params = envs_jax.make(cfg.env)
     obs_example, _ = env.reset(jax.random.PRNGKey(0), env_params)
     return env, env_params, obs_example
 
 
-def _acting(cfg: Config, env, env_params, actor_net, roles: DeviceRoles):
-    """``(rollout, init_carry)`` for the actors, on the actor device."""
+def build_acting(cfg: Config, device: jax.Device) -> tuple[Callable, Callable]:
+    """``(rollout, init_carry)`` alone, on ``device``: what an actor in another process needs
+    (``runtime=ray``; the same environment, actor network and rollout as ``build``)."""
+    env, env_params, obs_example = _environment(cfg)
+    actor_net, _ = make_networks(cfg, env.num_actions, tuple(obs_example.shape))
+    return _acting(cfg, env, env_params, actor_net, device)
+
+
+def _acting(cfg: Config, env, env_params, actor_net, device: jax.Device):
+    """``(rollout, init_carry)`` for the actors, on the actor ``device``."""
     if env_params is None:
         rollout = make_envpool_rollout(
-            actor_net, env.num_actions, cfg.unroll_length, cfg.chunks_per_call, roles.actor
+            actor_net, env.num_actions, cfg.unroll_length, cfg.chunks_per_call, device
         )
 
         def init_carry(key, num_envs, index):
             seed = cfg.seed * 1000 + index
-            return init_envpool_carry(env, actor_net, key, num_envs, seed=seed, device=roles.actor)
+            return init_envpool_carry(env, actor_net, key, num_envs, seed=seed, device=device)
 
         return rollout, init_carry
     one_chunk = make_rollout(env, env_params, actor_net, cfg.unroll_length)
     rollout = jit_rollout(make_chunked_rollout(one_chunk, cfg.chunks_per_call))
 
     def init_carry(key, num_envs, index):
-        with jax.default_device(roles.actor):
+        with jax.default_device(device):
             carry = init_actor_carry(env, env_params, actor_net, key, num_envs)
-        return jax.device_put(carry, roles.actor)
+        return jax.device_put(carry, device)
 
     return rollout, init_carry
 

@@ -53,6 +53,13 @@ RESUMABLE_CHANGES = {
     "learner_device",
     "distill_devices",
     "transfer_guard",
+    # where the actors run (threads or Ray processes, on this host or a cluster)
+    "runtime",
+    "ray_address",
+    "ray_actor_cpus",
+    # how often the policies are evaluated (evaluation does not touch training)
+    "eval_interval",
+    "eval_episodes",
 }
 
 
@@ -61,7 +68,16 @@ class CheckpointError(RuntimeError):
 
 
 def config_differences(saved: dict, now: dict) -> list[str]:
-    """Fields (other than budgets/logging) whose values differ between a run and its resume."""
+    """Fields (other than budgets/logging) whose values differ between a run and its resume.
+
+    A field the checkpoint's config does not have (added to ``Config`` since) counts as its
+    default: new fields default to the behaviour the code had before them."""
+    import dataclasses
+
+    from ald_jax.config import Config
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    saved = {**defaults, **saved}
     return [
         f"{k}: checkpoint has {saved.get(k)!r}, now {now[k]!r}"
         for k in now

@@ -20,9 +20,13 @@ from dataclasses import dataclass, fields
 
 METHODS = ("ald", "lstm", "gtrxl", "asymm_ac")
 MODES = ("threaded", "lockstep")
+RUNTIMES = ("threads", "ray")
 PROFILES = ("laptop", "paper", "gpu")
 TRANSFER_GUARDS = ("allow", "log", "disallow")
 ON_NAN = ("stop", "skip")
+# observation torso of both networks (ald_jax.networks.torso.TORSOS; kept here so that config
+# imports no JAX): auto = conv for rank-3 images with both spatial sides >= 7, else mlp
+TORSOS = ("auto", "mlp", "conv")
 
 
 class ConfigError(ValueError):
@@ -34,6 +38,9 @@ class Config:
     # --- experiment -------------------------------------------------------------------------
     exp: str = "debug"
     env: str = "imaze5"
+    # envpool tasks with a Dict observation space: the entry used as the observation
+    # ("" = "image" where the Dict has one; must stay "" for array observations and JAX envs)
+    env_obs_key: str = ""
     method: str = "ald"
     seed: int = 0
     total_env_steps: int = 200_000
@@ -41,9 +48,16 @@ class Config:
     # stop early once the success rate over the last stats_window episodes reaches this; 0 = off
     stop_at_success: float = 0.0
     mode: str = "threaded"
+    # where actors run: "threads" of this process, or "ray" actor processes (docs/design.md,
+    # "Actors as Ray processes"); ray_address: "" starts a local Ray instance sized to this
+    # machine, "auto" or "<host>:<port>" joins a running cluster
+    runtime: str = "threads"
+    ray_address: str = ""
+    ray_actor_cpus: float = 1.0  # CPUs Ray reserves per actor process
     profile: str = "laptop"
     run_dir: str = ""  # default: runs/<exp>-<method>-s<seed>-<time>
     # --- networks (docs/design.md, "Networks") -----------------------------------------------
+    torso: str = "auto"  # observation torso of the LSTM and the GTrXL: auto, mlp or conv
     lstm_hidden: int = 32
     lstm_torso: int = 64
     gtrxl_layers: int = 2
@@ -172,6 +186,7 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "queue_capacity": (lambda v: v >= 1, "an integer >= 1"),
     "log_interval": (lambda v: v > 0, "a number > 0"),
     "stats_window": (lambda v: v >= 1, "an integer >= 1"),
+    "ray_actor_cpus": (lambda v: v >= 0, "a number >= 0"),
     "eval_interval": (lambda v: v >= 0, "an integer >= 0 (learner updates; 0 = off)"),
     "eval_episodes": (lambda v: 1 <= v <= 65536, "an integer in [1, 65536]"),
     "checkpoint_seconds": (lambda v: v >= 0, "a number >= 0 (0 = none by time)"),
@@ -184,11 +199,13 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
 _CHOICES = {
     "method": METHODS,
     "mode": MODES,
+    "runtime": RUNTIMES,
     "profile": PROFILES,
     "vtrace": ("auto", "on", "off"),
     "on_nan": ON_NAN,
     "on_actor_failure": ("restart", "stop"),
     "transfer_guard": TRANSFER_GUARDS,
+    "torso": TORSOS,
 }
 
 
@@ -323,6 +340,7 @@ def validate(config: Config) -> Config:
             f"envs_per_actor={config.envs_per_actor} (a batch is whole actor chunks)"
         )
     _check_device_fields(config)
+    _check_runtime(config)
     groups = runner_group_calls(config)
     if groups > config.num_actors:
         raise ConfigError(
@@ -332,6 +350,28 @@ def validate(config: Config) -> Config:
             f"{groups} actors, or more chunks_per_call / envs_per_actor"
         )
     return config
+
+
+def _check_runtime(config: Config) -> None:
+    if config.runtime != "ray":
+        if config.ray_address:
+            raise ConfigError(
+                f"ray_address={config.ray_address!r}: only used with runtime=ray "
+                f"(runtime={config.runtime!r})"
+            )
+        return
+    if config.mode != "threaded":
+        raise ConfigError(
+            f"runtime='ray' needs mode='threaded' (mode={config.mode!r}: the lockstep schedule "
+            "runs every stage on one thread of this process)"
+        )
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(
+            "runtime='ray': Ray is not installed; install the ray extra "
+            "(pip install -c requirements.lock -e '.[ray]'; `make test` installs it)"
+        )
 
 
 DEVICE_NAME = re.compile(r"^(cpu|cuda|rocm|tpu):\d+$")
@@ -369,6 +409,11 @@ def _check_device_fields(config: Config) -> None:
 
 
 def _check_env(config: Config) -> None:
+    if config.env_obs_key and not config.env.startswith("envpool:"):
+        raise ConfigError(
+            f"env_obs_key={config.env_obs_key!r}: only envpool tasks with a Dict observation "
+            f"space take a key; env={config.env!r} needs env_obs_key='' (empty)"
+        )
     if config.env.startswith("envpool:"):
         import envpool
 
@@ -385,12 +430,37 @@ def _check_env(config: Config) -> None:
             raise ConfigError(
                 f"env={config.env!r}: {task!r} is not an envpool task"
                 + (f" (did you mean {close}?)" if close else "")
+                + f"; allowed: 'envpool:<task id>' with one of envpool.list_all_envs() "
+                f"({len(tasks)} tasks)"
             )
+        _check_envpool_spaces(config, task)
         return
-    from envs_jax import registered_envs  # pure Python registry, no compile
+    from envs_jax import LIBRARY_PREFIXES, check_env_name, registered_envs  # no compile
 
+    if config.env.startswith(LIBRARY_PREFIXES):  # gymnax:<id>, xminigrid:<id>
+        try:
+            check_env_name(config.env)  # imports the library; nothing is jitted
+        except (ValueError, ImportError) as e:
+            raise ConfigError(f"env={config.env!r}: {e}") from None
+        return
     allowed = registered_envs()
     if config.env not in allowed:
         raise ConfigError(
-            f"env={config.env!r}: allowed values are {allowed} or 'envpool:<task id>'"
+            f"env={config.env!r}: allowed values are {allowed}, 'envpool:<task id>', "
+            "'gymnax:<id>' or 'xminigrid:<id>'"
         )
+
+
+def _check_envpool_spaces(config: Config, task: str) -> None:
+    """The task's spaces from envpool's spec (no env is made, nothing compiles) fit the adapter
+    and ``env_obs_key``."""
+    from envs_jax.envpool_adapter import ObsKeyError, task_spec
+
+    try:
+        task_spec(task, config.env_obs_key or None)
+    except ObsKeyError as e:
+        raise ConfigError(f"env_obs_key={config.env_obs_key!r}: {e.detail}") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"env={config.env!r}: {e}") from None
+    except (ImportError, RuntimeError) as e:  # e.g. Procgen without the Qt runtime
+        raise ConfigError(f"env={config.env!r}: envpool cannot make {task!r} here: {e}") from None

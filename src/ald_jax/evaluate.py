@@ -71,11 +71,12 @@ def play_episode(env, env_params, network, params, key, max_steps: int = 1000):
 
 
 def write_eval_gif(system, path: str, max_steps: int = 1000, seed: int = 0) -> str | None:
-    """Renders one episode of the current actor params to ``path`` (GIF); JAX envs only."""
-    from envs_jax.render import render_state, save_gif
+    """Renders one episode of the current actor params to ``path`` (GIF); I-Maze and Meta-Fetch
+    only (None for envs ``envs_jax.render`` cannot draw)."""
+    from envs_jax.render import can_render, render_state, save_gif
 
-    if system.c.env_params is None:  # envpool: no renderer of ours
-        return None
+    if system.c.env_params is None or not can_render(system.c.env):
+        return None  # envpool and gymnax/xminigrid envs: no renderer of ours
 
     _, params = system.actor_server.get()
     comps = system.c

@@ -63,13 +63,17 @@ def configure_gpu_memory() -> None:
         os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
 
 
+def jax_cache_dir() -> str:
+    """Where compiled programs are cached across runs (``ALD_JAX_CACHE``, else .jax_cache)."""
+    return os.environ.get("ALD_JAX_CACHE", os.path.abspath(".jax_cache"))
+
+
 def configure_jax(cfg: Config) -> None:
     """Process-wide JAX settings (kept out of library modules)."""
     import jax
 
     if cfg.compile_cache:
-        cache = os.environ.get("ALD_JAX_CACHE", os.path.abspath(".jax_cache"))
-        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_compilation_cache_dir", jax_cache_dir())
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
@@ -141,10 +145,11 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     system = build_system(cfg, roles, log)
     checkpointer = _checkpointer(cfg)
     offset = restore(system, checkpointer, resume_meta, log)
+    remote = ray_actors(cfg, system, log) if cfg.runtime == "ray" else None
     writer = _metrics_writer(cfg.run_dir, resume_meta)
     reporter = Progress(cfg, writer, progress)
     start = time.perf_counter() - offset
-    interrupted = drive(cfg, system, budget, reporter, checkpointer, start, log)
+    interrupted = drive(cfg, system, budget, reporter, checkpointer, start, log, remote)
     return finish(cfg, system, reporter.row, interrupted, log)
 
 
@@ -245,8 +250,11 @@ def _metrics_writer(run_dir: str, resume_meta: dict | None):
     return MetricsWriter(run_dir, resume_env_steps=steps)
 
 
-def drive(cfg: Config, system, budget: Budget, reporter, checkpointer, start, log) -> bool:
+def drive(
+    cfg: Config, system, budget: Budget, reporter, checkpointer, start, log, remote=None
+) -> bool:
     """Runs the schedule until the budget is reached or Ctrl-C; returns whether interrupted.
+    ``remote``: the actor processes of ``runtime=ray`` (``ray_actors``), closed at the end.
 
     Metric rows and checkpoints are written on the way (in lockstep only after whole runner
     groups, so that a resume is exact); the final checkpoint is written here too.
@@ -274,7 +282,14 @@ def drive(cfg: Config, system, budget: Budget, reporter, checkpointer, start, lo
         if cfg.mode == "lockstep":
             run_lockstep(system, should_stop, on_tick=tick, on_batch=checkpoint_if_due)
         else:
-            run_threaded(system, should_stop, on_tick=tick, on_check=checkpoint_if_due, log=log)
+            run_threaded(
+                system,
+                should_stop,
+                on_tick=tick,
+                on_check=checkpoint_if_due,
+                log=log,
+                remote=remote,
+            )
     except KeyboardInterrupt:
         interrupted = True
         log("\n[ald-jax] interrupted: stopping and writing what we have")
@@ -284,6 +299,32 @@ def drive(cfg: Config, system, budget: Budget, reporter, checkpointer, start, lo
         reporter.close()
     save()  # at the end or on Ctrl-C (not after a crash: the last good one stays)
     return interrupted
+
+
+def ray_actors(cfg: Config, system, log):
+    """The run's actors as Ray processes (``runtime=ray``), started and compiled (before the
+    training clock starts, like ``warm_up``)."""
+    from ald_jax.ray_actors import RayActors
+
+    t0 = time.perf_counter()
+    env = {}
+    if cfg.compile_cache:  # the actor processes share this process's compile cache
+        env["JAX_COMPILATION_CACHE_DIR"] = jax_cache_dir()
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+    remote = RayActors(system, cfg.to_dict(), cfg.ray_address, cfg.ray_actor_cpus, log=log, env=env)
+    remote.warm_up()
+    where = (
+        "a local Ray instance"
+        if remote.started_ray
+        else f"Ray at {cfg.ray_address or 'the connected cluster'}"
+    )
+    log(
+        f"[ald-jax] actors: {cfg.num_actors} Ray processes on {where}, ready in "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
+    for i, (node, pid) in enumerate(remote.where()):
+        log(f"[ald-jax] actor-{i}: node {node} pid {pid}")
+    return remote
 
 
 def finish(cfg: Config, system, row: dict, interrupted: bool, log) -> dict:

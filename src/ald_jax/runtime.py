@@ -187,7 +187,17 @@ class System:
         latest = self.actor_server.latest()
         carry, trajs, stats = self.c.rollout(latest.params, self.carries[i], latest.version_array)
         self.carries[i] = carry
-        stats = jax.device_get(stats)
+        self.count_call(i, jax.device_get(stats), time.perf_counter() - t0)
+        return ActorCall(i, latest.version, trajs)
+
+    def accept_remote(self, i: int, version: int, trajs, stats, busy: float) -> ActorCall:
+        """A call made by actor ``i`` in another process (``runtime=ray``; host arrays): counted
+        like a local one, its chunks placed on the actor device (one explicit transfer)."""
+        self.count_call(i, stats, busy)
+        return ActorCall(i, version, jax.device_put(trajs, self.roles.actor))
+
+    def count_call(self, i: int, stats, busy: float) -> None:
+        """Counts actor ``i``'s call: its env steps, busy seconds and finished episodes."""
         done = stats.done
         finished = list(
             zip(
@@ -203,8 +213,7 @@ class System:
             self.counters.episodes += len(finished)
             self.counters.env_steps += steps
             self.counters.actor_env_steps[i] += steps
-            self.counters.actor_busy[i] += time.perf_counter() - t0
-        return ActorCall(i, latest.version, trajs)
+            self.counters.actor_busy[i] += busy
 
     def run_runner(self, group: list[ActorCall]) -> list[Trajectory]:
         """The learner runner over ``group`` (calls of distinct actors, in each actor's order):
@@ -606,10 +615,11 @@ class ThreadedRun:
 
     TIMEOUT = 0.1
 
-    def __init__(self, system: System, log: Callable[[str], None] = print):
+    def __init__(self, system: System, log: Callable[[str], None] = print, remote=None):
         sch = system.schedule
         self.system = system
         self.log = log
+        self.remote = remote  # ald_jax.ray_actors.RayActors (runtime=ray) or None (threads)
         self.stop = threading.Event()
         self.errors: list[tuple[str, str]] = []
         self.actor_failures: queue.Queue = queue.Queue()
@@ -780,8 +790,12 @@ class ThreadedRun:
 
     def start(self) -> None:
         s = self.system
-        for i in range(s.schedule.num_actors):
-            self._spawn_actor(i)
+        if self.remote is not None:  # actor processes, fed by one dispatcher thread
+            loop = lambda: self.remote.loop(self.calls, self.stop, self._beat)  # noqa: E731
+            self._spawn("ray-actors", loop, s.roles.actor)
+        else:
+            for i in range(s.schedule.num_actors):
+                self._spawn_actor(i)
         self._spawn("runner", self._runner_loop, s.roles.learner)
         self._spawn("learner", self._learner_loop, s.roles.learner)
         if s.replay is not None:
@@ -809,12 +823,14 @@ def run_threaded(
     on_tick: Callable[[], None] | None = None,
     on_check: Callable[[], None] | None = None,
     log: Callable[[str], None] = print,
+    remote=None,
 ) -> None:
     """The threaded schedule, driven from the calling (main) thread: starts the stage threads,
     calls ``on_tick`` every 0.1 s and ``on_check`` (e.g. a checkpoint snapshot) after it,
     supervises the threads every ``heartbeat_seconds`` and stops them all when ``should_stop()``
-    or a thread fails (re-raised here)."""
-    run = ThreadedRun(system, log=log)
+    or a thread fails (re-raised here). With ``remote`` (``ray_actors.RayActors``) the actors are
+    its processes instead of threads; they are closed on the way out."""
+    run = ThreadedRun(system, log=log, remote=remote)
     run.start()
     next_check = time.monotonic()
     try:
@@ -829,6 +845,8 @@ def run_threaded(
                 on_check()
     finally:
         alive = run.shutdown(timeout=5.0)
+        if remote is not None:
+            remote.close()
         if alive:
             log(f"[ald-jax] warning: threads still running after 5s: {alive}")
     run.raise_errors()

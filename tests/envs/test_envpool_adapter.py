@@ -1,4 +1,5 @@
-"""Tests for envs_jax.envpool_adapter on real envpool environments (CartPole-v1, MiniGrid)."""
+"""Tests for envs_jax.envpool_adapter on real envpool environments (CartPole-v1, MiniGrid), and
+for the envpool checks of ``ald_jax.config.validate`` (the CLI refuses before compiling)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import pytest
 
 pytest.importorskip("envpool")
 
-from envs_jax.envpool_adapter import EnvpoolAdapter, StepResult  # noqa: E402
+from envs_jax.envpool_adapter import (  # noqa: E402
+    EnvpoolAdapter,
+    ObsKeyError,
+    StepResult,
+    TaskSpec,
+    task_spec,
+)
 
 B = 3
 
@@ -194,12 +201,231 @@ def test_dict_observation_with_obs_key() -> None:
     res = env.step(np.array([0, 2]))
     assert res.obs.shape == (2, 7, 7, 3)
     env.close()
-    with pytest.raises(ValueError, match=r"Dict observation space with keys .*'image'"):
-        EnvpoolAdapter("MiniGrid-Empty-5x5-v0", num_envs=1)
-    with pytest.raises(ValueError, match="'nope'"):
+    # Another entry of the Dict: MiniGrid's 'direction' is Discrete(4), a [B] int32 observation.
+    env = EnvpoolAdapter("MiniGrid-Empty-5x5-v0", num_envs=2, seed=0, obs_key="direction")
+    assert (env.obs_key, env.observation_shape, env.observation_dtype) == (
+        "direction",
+        (),
+        np.int32,
+    )
+    obs = env.reset()
+    assert obs.shape == (2,) and obs.dtype == env.observation_dtype
+    env.close()
+    with pytest.raises(
+        ObsKeyError, match=r"obs_key='nope'.*\['direction', 'image', 'mission'\] \(empty: 'image'\)"
+    ):
         EnvpoolAdapter("MiniGrid-Empty-5x5-v0", num_envs=1, obs_key="nope")
-    with pytest.raises(ValueError, match="obs_key='image'"):
+    with pytest.raises(ObsKeyError, match=r"obs_key='image'.*not a Dict"):
         EnvpoolAdapter("CartPole-v1", num_envs=1, obs_key="image")
+
+
+def test_dict_without_image_needs_a_key() -> None:
+    # Jumanji's 2048: Dict(board: Box, action_mask: MultiBinary); only 'board' can be used.
+    with pytest.raises(ObsKeyError, match=r"without an 'image' entry.*\['board'\]") as err:
+        EnvpoolAdapter("Game2048-v1", num_envs=1)
+    assert err.value.allowed == ["board"]
+    with pytest.raises(ObsKeyError, match=r"'action_mask'.*MultiBinary.*\['board'\]"):
+        EnvpoolAdapter("Game2048-v1", num_envs=1, obs_key="action_mask")
+    env = EnvpoolAdapter("Game2048-v1", num_envs=1, obs_key="board")
+    assert env.observation_shape == (4, 4) and env.observation_dtype == np.int32
+    env.close()
+
+
+def test_unsupported_observation_space_is_rejected() -> None:
+    with pytest.raises(TypeError, match=r"MultiBinary.*supported observation spaces are Box"):
+        EnvpoolAdapter("Play2048-v1", num_envs=1)
+
+
+def test_task_spec_reads_the_spaces_without_an_env() -> None:
+    # Hand-written from envpool's MiniGrid spec: Dict(direction: Discrete(4), image: Box(0, 255,
+    # (7, 7, 3), uint8), mission: Box(0, 255, (96,), uint8)), Discrete(7) actions.
+    assert task_spec("MiniGrid-MemoryS9-v0") == TaskSpec(
+        "MiniGrid-MemoryS9-v0", "image", 7, 0, (7, 7, 3), np.dtype(np.uint8)
+    )
+    assert task_spec("MiniGrid-MemoryS9-v0", "") == task_spec("MiniGrid-MemoryS9-v0", None)
+    assert task_spec("MiniGrid-MemoryS9-v0", "mission").observation_shape == (96,)
+    assert task_spec("CartPole-v1") == TaskSpec(
+        "CartPole-v1", None, 2, 0, (4,), np.dtype(np.float32)
+    )
+    with pytest.raises(ObsKeyError, match="'nope'"):
+        task_spec("MiniGrid-MemoryS9-v0", "nope")
+    with pytest.raises(ValueError, match="multi-player"):
+        task_spec("TicTacToe-v1")
+    with pytest.raises(ValueError, match=r"'MiniGrid-MemoryS99-v0'.*MiniGrid-MemoryS9-v0"):
+        task_spec("MiniGrid-MemoryS99-v0")
+
+
+# ---------------------------------------------------------------------------- MiniGrid Memory
+MEMORY = "MiniGrid-MemoryS9-v0"
+
+
+def test_minigrid_memory_against_envpool_step_by_step() -> None:
+    """The adapter on MiniGrid-MemoryS9-v0 (default key 'image') against envpool called directly
+    with the same seed and actions: observations, rewards, the masked reset step, and success
+    = the episode ended with positive reward (envpool's reward on reaching the matching object
+    is 1 - 0.9 * steps / 405; the wrong object and the time limit end it with 0)."""
+    import envpool
+
+    b, seed, num_steps = 4, 3, 2000
+    env = EnvpoolAdapter(MEMORY, num_envs=b, seed=seed)
+    raw = envpool.make_gymnasium(MEMORY, num_envs=b, seed=seed)
+    assert env.obs_key == "image"
+    assert (env.observation_shape, env.observation_dtype) == ((7, 7, 3), np.uint8)
+    rng = np.random.default_rng(0)
+    raw_obs, _ = raw.reset()
+    np.testing.assert_array_equal(env.reset(), raw_obs["image"])
+    raw_done = np.zeros(b, bool)  # envpool's previous step ended the episode
+    raw_steps = np.zeros(b, int)  # valid steps of the current episode (a reference count)
+    outcomes = []
+    for _ in range(num_steps):
+        action = rng.integers(0, 7, size=b)
+        res = env.step(action)
+        raw_obs, raw_r, term, trunc, _ = raw.step(action.astype(np.int32))
+        np.testing.assert_array_equal(res.obs, raw_obs["image"])
+        # The step envpool spends resetting is masked, its obs begins the new episode.
+        np.testing.assert_array_equal(res.valid, ~raw_done)
+        np.testing.assert_array_equal(res.first, raw_done)
+        np.testing.assert_array_equal(res.reward, np.where(raw_done, 0.0, raw_r))
+        end = ~raw_done & (term | trunc)
+        np.testing.assert_array_equal(res.episode_end, end)
+        raw_steps = np.where(raw_done, 0, raw_steps + 1)
+        for i in np.flatnonzero(end):
+            # MiniGrid rewards only the last step, so the return is that reward.
+            assert res.episode_return[i] == pytest.approx(raw_r[i])
+            assert res.episode_length[i] == raw_steps[i]
+            assert res.success[i] == (raw_r[i] > 0)
+            if raw_r[i] > 0:
+                assert term[i]
+                assert raw_r[i] == pytest.approx(1 - 0.9 * raw_steps[i] / 405, abs=1e-6)
+            outcomes.append(bool(raw_r[i] > 0))
+        assert not res.success[~end].any()
+        raw_done = term | trunc
+    env.close()
+    raw.close()
+    # Random play reaches the matching object sometimes, and fails more often.
+    assert 3 <= sum(outcomes) < len(outcomes) - 3, outcomes
+
+
+def test_envpool_spec_and_carry_use_the_obs_key() -> None:
+    """The actor's spec and carry (what the builder makes) select the default key 'image'."""
+    import envpool
+    import jax
+
+    from ald_jax.actors.envpool_actor import envpool_spec, init_envpool_carry
+    from ald_jax.networks import LSTMNetwork
+
+    spec = envpool_spec(f"envpool:{MEMORY}", "")
+    assert (spec.obs_key, spec.observation_shape, spec.num_actions) == ("image", (7, 7, 3), 7)
+    net = LSTMNetwork(num_actions=7, hidden_size=4, torso_sizes=(4,))
+    cpu = jax.devices("cpu")[0]
+    carry = init_envpool_carry(spec, net, jax.random.PRNGKey(0), 2, seed=5, device=cpu)
+    raw = envpool.make_gymnasium(MEMORY, num_envs=2, seed=5)
+    np.testing.assert_array_equal(carry.obs, raw.reset()[0]["image"])
+    carry.adapter.close()
+    raw.close()
+
+
+# ---------------------------------------------------------------------------- validation
+def _config(**fields):
+    from ald_jax.config import Config
+
+    return Config(**{"eval_interval": 0, **fields})
+
+
+def test_validate_accepts_minigrid_memory_with_the_default_key() -> None:
+    from ald_jax.config import validate
+    from ald_jax.run import load_config
+
+    validate(_config(env=f"envpool:{MEMORY}"))
+    validate(_config(env=f"envpool:{MEMORY}", env_obs_key="image"))
+    validate(_config(env="envpool:Game2048-v1", env_obs_key="board"))
+    cfg = load_config("minigrid_memory9", [])
+    assert (cfg.env, cfg.method, cfg.eval_interval) == (f"envpool:{MEMORY}", "ald", 0)
+    assert load_config("minigrid_memory9", ["method=gtrxl"]).method == "gtrxl"
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (
+            dict(env=f"envpool:{MEMORY}", env_obs_key="nope"),
+            r"env_obs_key='nope': .*allowed keys are \['direction', 'image', 'mission'\]",
+        ),
+        (
+            dict(env="envpool:Game2048-v1"),
+            r"env_obs_key='': 'Game2048-v1' has a Dict .*without an 'image' entry.*\['board'\]",
+        ),
+        (
+            dict(env="envpool:CartPole-v1", env_obs_key="image"),
+            r"env_obs_key='image': 'CartPole-v1' has a Box observation space, not a Dict",
+        ),
+        (
+            dict(env="imaze5", env_obs_key="image"),
+            r"env_obs_key='image': only envpool tasks .*env='imaze5' needs env_obs_key=''",
+        ),
+        (
+            dict(env="envpool:MiniGrid-MemoryS99-v0"),
+            r"env='envpool:MiniGrid-MemoryS99-v0': .*not an envpool task \(did you mean "
+            r"\['MiniGrid-MemoryS9-v0'.*allowed: 'envpool:<task id>'.*list_all_envs",
+        ),
+        (
+            dict(env="envpool:zzzzzzzz"),
+            r"env='envpool:zzzzzzzz': 'zzzzzzzz' is not an envpool task; allowed: "
+            r"'envpool:<task id>' with one of envpool.list_all_envs\(\) \(\d+ tasks\)",
+        ),
+        (
+            dict(env="envpool:Play2048-v1"),
+            r"env='envpool:Play2048-v1': .*MultiBinary.*supported observation spaces are Box, "
+            r"Discrete, or a Dict",
+        ),
+        (
+            dict(env="envpool:Pendulum-v1"),
+            r"env='envpool:Pendulum-v1': .*action space Box.*Discrete",
+        ),
+        (dict(env="envpool:TicTacToe-v1"), r"env='envpool:TicTacToe-v1': .*single-player"),
+    ],
+)
+def test_validate_refuses_bad_envpool_settings(fields: dict, message: str) -> None:
+    from ald_jax.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(_config(**fields))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            [f"env=envpool:{MEMORY}", "env_obs_key=nope"],
+            "ald-jax: bad configuration: env_obs_key='nope': not an entry of the Dict observation "
+            f"space of {MEMORY!r}; allowed keys are ['direction', 'image', 'mission'] (empty: "
+            "'image')",
+        ),
+        (
+            ["env=envpool:MiniGrid-MemoryS99-v0"],
+            "ald-jax: bad configuration: env='envpool:MiniGrid-MemoryS99-v0': "
+            "'MiniGrid-MemoryS99-v0' is not an envpool task (did you mean ['MiniGrid-MemoryS9-v0'",
+        ),
+    ],
+)
+def test_cli_refuses_before_compiling(args: list[str], message: str, tmp_path) -> None:
+    """``python -m ald_jax.run`` exits 2 with the message, and JAX compiled nothing before
+    (``JAX_LOG_COMPILES`` logs every compile to stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_LOG_COMPILES": "1"}
+    cmd = [sys.executable, "-m", "ald_jax.run", "--exp", "debug", "--no-progress", *args]
+    out = subprocess.run(
+        cmd + [f"run_dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr, out.stderr
+    assert "Compiling" not in out.stderr, out.stderr
+    assert "compiled in" not in out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_unknown_task_id_lists_close_matches() -> None:

@@ -6,7 +6,9 @@ each step is one jitted ``select_action`` of the actor core (``ald_jax.actors.co
 ``rollout(params, carry, version) -> (carry, trajectories, stats)``, the per-step records and
 the trajectory assembly (the core's ``record`` and ``assemble``; the layout has ``valid = False``
 on envpool's reset step, which every loss masks, ``docs/design.md``), and the recurrent-state
-resets at episode starts. Use it with ``env=envpool:<task id>``, e.g. ``env=envpool:CartPole-v1``.
+resets at episode starts. Use it with ``env=envpool:<task id>``, e.g. ``env=envpool:CartPole-v1``;
+a task with a Dict observation space uses its ``image`` entry, or the one ``env_obs_key`` names
+(e.g. ``env=envpool:MiniGrid-MemoryS9-v0``: the ``[7, 7, 3]`` uint8 image).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class EnvpoolSpec(NamedTuple):
     task_id: str
     num_actions: int
     observation_shape: tuple[int, ...]
+    obs_key: str | None = None  # the Dict observation entry in use (None: array observations)
 
 
 class EnvpoolCarry(NamedTuple):
@@ -41,15 +44,19 @@ class EnvpoolCarry(NamedTuple):
     key: jax.Array
 
 
-def envpool_spec(name: str) -> EnvpoolSpec:
-    """Reads action count and observation shape by making a 1-env pool once."""
-    from envs_jax.envpool_adapter import EnvpoolAdapter
+def envpool_spec(name: str, obs_key: str = "") -> EnvpoolSpec:
+    """Reads action count and observation shape from envpool's task spec (no env is made).
+
+    Args:
+      name: ``"envpool:<task id>"``.
+      obs_key: the entry of a Dict observation space; ``""`` for the default (``"image"`` where
+        there is one; nothing for array observations). ``config.validate`` has checked it.
+    """
+    from envs_jax.envpool_adapter import task_spec
 
     task_id = name[len(PREFIX) :]
-    adapter = EnvpoolAdapter(task_id, num_envs=1)
-    spec = EnvpoolSpec(name, task_id, adapter.num_actions, tuple(adapter.observation_shape))
-    adapter.close()
-    return spec
+    spec = task_spec(task_id, obs_key or None)
+    return EnvpoolSpec(name, task_id, spec.num_actions, spec.observation_shape, spec.obs_key)
 
 
 def init_envpool_carry(
@@ -58,7 +65,7 @@ def init_envpool_carry(
     """A fresh pool of ``num_envs`` envs; the network state and key live on ``device``."""
     from envs_jax.envpool_adapter import EnvpoolAdapter
 
-    adapter = EnvpoolAdapter(spec.task_id, num_envs=num_envs, seed=seed)
+    adapter = EnvpoolAdapter(spec.task_id, num_envs=num_envs, seed=seed, obs_key=spec.obs_key)
     obs = adapter.reset()
     with jax.default_device(device):
         net_state = make_actor_core(network).init(num_envs)

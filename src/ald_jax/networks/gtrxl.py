@@ -57,9 +57,14 @@ an actor refreshes its params, up to M cached keys/values still come from the ol
 memory inputs ``h`` themselves were also produced by older params, exactly as in any recurrent
 actor). This is accepted for acting; ``unroll`` never uses the cache, so learning is exact.
 
+The observation torso (``torso``: ``mlp`` flattens the observation, ``conv`` is a conv stack for
+images, ``auto`` picks by the observation shape; ``ald_jax.networks.torso``) comes before the
+embedding; ``step`` and ``unroll`` apply the same torso.
+
 Layout of ``params["params"]``::
 
-    embed                     Dense(D) on the flattened observation
+    obs_torso/conv_0, ...     conv layers (``torso`` conv only; absent for mlp)
+    embed                     Dense(D) on the observation torso's features
     layers_l/attn_norm        LayerNorm
     layers_l/attn             {w_q, w_k, w_v, w_r: [D, H, Dh], w_o: [H, Dh, D], u, v: [H, Dh]}
     layers_l/attn_gate        {w: [D, 3D], u: [D, 2D], u_g: [D, D], gate_bias: [D]}
@@ -86,11 +91,11 @@ import numpy as np
 from ald_jax.networks.base import (
     Params,
     PolicyValueHeads,
-    flatten_obs,
     init_params,
     value_head_of,
     with_value_head_at,
 )
+from ald_jax.networks.torso import TORSOS, Torso
 from ald_jax.types import ModelOutput
 
 _VALUE_PATH = ("params", "heads", "value")
@@ -311,8 +316,10 @@ class GTrXLModule(nn.Module):
     memory_length: int
     gate_bias: float
     head_hidden: int
+    torso_kind: str = "mlp"
 
     def setup(self) -> None:
+        self.obs_torso = Torso(self.torso_kind)
         self.embed = nn.Dense(self.embed_dim)
         self.layers = [
             GTrXLLayer(self.embed_dim, self.num_heads, self.head_dim, self.ffn_dim, self.gate_bias)
@@ -326,12 +333,12 @@ class GTrXLModule(nn.Module):
         return self.heads(nn.relu(self.hidden(self.out_norm(x))))
 
     def unroll(
-        self, obs_flat: chex.Array, first: chex.Array, memory: chex.Array, valid: chex.Array
+        self, obs: chex.Array, first: chex.Array, memory: chex.Array, valid: chex.Array
     ) -> tuple[ModelOutput, GTrXLState]:
         """Batch-major chunk forward.
 
         Args:
-          obs_flat: ``[B, T, F_obs]`` float.
+          obs: ``[B, T, *obs_shape]``.
           first: ``[B, T]`` bool.
           memory: ``[B, L, M, D]`` layer inputs of the previous M steps.
           valid: ``[B, M]`` bool memory-slot validity.
@@ -359,7 +366,7 @@ class GTrXLModule(nn.Module):
         rel_index = jnp.asarray(np.clip(distance, 0, mem_len))
         rel = jnp.asarray(sinusoid_encoding(mem_len + 1, self.embed_dim))
 
-        x = self.embed(obs_flat)
+        x = self.embed(self.obs_torso(obs, 2))
         new_h, new_k, new_v = [], [], []
         for i, layer in enumerate(self.layers):
             mem = jax.lax.stop_gradient(memory[:, i])
@@ -376,12 +383,12 @@ class GTrXLModule(nn.Module):
         return self._output(x), jax.lax.stop_gradient(state)
 
     def step(
-        self, obs_flat: chex.Array, mem_k: chex.Array, mem_v: chex.Array, valid: chex.Array
+        self, obs: chex.Array, mem_k: chex.Array, mem_v: chex.Array, valid: chex.Array
     ) -> tuple[ModelOutput, chex.Array, chex.Array, chex.Array]:
         """Incremental forward of one token.
 
         Args:
-          obs_flat: ``[B, F_obs]``.
+          obs: ``[B, *obs_shape]``.
           mem_k, mem_v: ``[B, L, M, H, Dh]`` cached keys/values.
           valid: ``[B, M]`` bool, already reset where ``first``.
 
@@ -394,7 +401,7 @@ class GTrXLModule(nn.Module):
         mask = jnp.concatenate([valid, jnp.ones((valid.shape[0], 1), bool)], axis=1)
         mem_k = jax.lax.stop_gradient(mem_k)
         mem_v = jax.lax.stop_gradient(mem_v)
-        x = self.embed(obs_flat)
+        x = self.embed(self.obs_torso(obs, 1))
         xs, ks, vs = [], [], []
         for i, layer in enumerate(self.layers):
             xs.append(x)
@@ -420,6 +427,8 @@ class GTrXLNetwork:
         ~12 MFLOP, docs/design.md, "Speed facts").
       gate_bias: initial ``b_g`` of every GRU gate.
       head_hidden: width of the Dense+ReLU layer between the output LayerNorm and the heads.
+      torso: the observation torso before ``embed``, ``mlp`` (the flattened observation), ``conv``
+        or ``auto`` (``ald_jax.networks.torso``).
     """
 
     num_actions: int
@@ -431,8 +440,11 @@ class GTrXLNetwork:
     ffn_dim: int = 256
     gate_bias: float = 2.0
     head_hidden: int = 256
+    torso: str = "mlp"
 
     def __post_init__(self) -> None:
+        if self.torso not in TORSOS:
+            raise ValueError(f"torso={self.torso!r}: allowed values are {list(TORSOS)}")
         if self.memory_length < 1 or self.num_layers < 1:
             raise ValueError("memory_length and num_layers must be >= 1")
         if self.embed_dim % 2:
@@ -447,12 +459,13 @@ class GTrXLNetwork:
             memory_length=self.memory_length,
             gate_bias=self.gate_bias,
             head_hidden=self.head_hidden,
+            torso_kind=self.torso,
         )
         object.__setattr__(self, "module", module)
 
     def init(self, key: chex.PRNGKey, obs_example: chex.Array) -> Params:
         """Params from one observation ``[*obs_shape]`` (only its shape is used)."""
-        obs = jax.ShapeDtypeStruct((1, 1, int(np.prod(jnp.shape(obs_example)))), jnp.float32)
+        obs = jax.ShapeDtypeStruct((1, 1, *jnp.shape(obs_example)), jnp.float32)
         state = self.initial_state(1)
         first = jax.ShapeDtypeStruct((1, 1), jnp.bool_)
         return init_params(
@@ -501,7 +514,7 @@ class GTrXLNetwork:
         if first is not None:
             valid = valid & jnp.logical_not(first)[:, None]
         out, x, k, v = self.module.apply(
-            params, flatten_obs(obs, 1), state.k, state.v, valid, method=GTrXLModule.step
+            params, obs, state.k, state.v, valid, method=GTrXLModule.step
         )
 
         def push(memory: chex.Array, new: chex.Array) -> chex.Array:
@@ -532,9 +545,13 @@ class GTrXLNetwork:
           the cache recomputed under ``params``.
         """
         chex.assert_rank(first, 2)
-        obs_flat = jnp.swapaxes(flatten_obs(obs, 2), 0, 1)
         out, state = self.module.apply(
-            params, obs_flat, first.T, state.h, state.valid, method=GTrXLModule.unroll
+            params,
+            jnp.swapaxes(obs, 0, 1),
+            first.T,
+            state.h,
+            state.valid,
+            method=GTrXLModule.unroll,
         )
         return ModelOutput(jnp.swapaxes(out.logits, 0, 1), out.value.T), state
 

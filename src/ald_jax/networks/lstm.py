@@ -3,9 +3,14 @@
 docs/design.md, "Networks"; the paper's App. A.1/A.2: a single-layer LSTM of 32 hidden units for
 I-Maze and 128 for Meta-Fetch.
 
+The observation torso (``torso``: ``mlp`` flattens the beam, ``conv`` is a conv stack for images,
+``auto`` picks by the observation shape; ``ald_jax.networks.torso``) is followed by the Dense+ReLU
+layers ``torso_sizes``.
+
 Layout of ``params["params"]``::
 
-    torso_0, torso_1, ...   Dense + ReLU layers of the observation torso (``torso_sizes``)
+    obs_torso/conv_0, ...   conv layers (``torso`` conv only; absent for mlp)
+    torso_0, torso_1, ...   Dense + ReLU layers after the observation torso (``torso_sizes``)
     lstm                    {"w_x": [F, 4H], "w_h": [H, 4H], "b": [4H]}, gate order (i, f, g, o)
     heads/policy            Dense(A)
     heads/value             Dense(1): the PopArt-normalised value (``value_head``)
@@ -20,16 +25,15 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ald_jax.networks.base import (
     Params,
     PolicyValueHeads,
-    flatten_obs,
     init_params,
     value_head_of,
     with_value_head_at,
 )
+from ald_jax.networks.torso import TORSOS, Torso
 from ald_jax.types import ModelOutput
 
 _VALUE_PATH = ("params", "heads", "value")
@@ -75,15 +79,17 @@ class LSTMModule(nn.Module):
     num_actions: int
     hidden_size: int
     torso_sizes: tuple[int, ...]
+    torso_kind: str = "mlp"
 
     def setup(self) -> None:
+        self.obs_torso = Torso(self.torso_kind)
         self.torso = [nn.Dense(size) for size in self.torso_sizes]
         self.lstm = LSTMCell(self.hidden_size)
         self.heads = PolicyValueHeads(self.num_actions)
 
-    def embed(self, obs_flat: chex.Array) -> chex.Array:
-        """``[..., F_obs]`` float -> torso features ``[..., F]``."""
-        x = obs_flat
+    def embed(self, obs: chex.Array, num_batch_dims: int) -> chex.Array:
+        """``[*batch_dims, *obs_shape]`` -> torso features ``[*batch_dims, F]``."""
+        x = self.obs_torso(obs, num_batch_dims)
         for layer in self.torso:
             x = nn.relu(layer(x))
         return x
@@ -96,9 +102,9 @@ class LSTMModule(nn.Module):
         """``h [..., H]`` -> ``ModelOutput(logits [..., A], value [...])``."""
         return self.heads(h)
 
-    def __call__(self, obs_flat: chex.Array, state: LSTMState) -> tuple[ModelOutput, LSTMState]:
-        """Used by ``init`` only: one step on ``obs_flat [B, F_obs]``."""
-        state = self.cell(state, self.embed(obs_flat))
+    def __call__(self, obs: chex.Array, state: LSTMState) -> tuple[ModelOutput, LSTMState]:
+        """Used by ``init`` only: one step on ``obs [B, *obs_shape]``."""
+        state = self.cell(state, self.embed(obs, 1))
         return self.output(state.h), state
 
 
@@ -117,22 +123,26 @@ class LSTMNetwork:
     Attributes:
       num_actions: A, number of discrete actions.
       hidden_size: H, LSTM units (32 for I-Maze, 128 for Meta-Fetch).
-      torso_sizes: widths of the Dense+ReLU observation torso applied to the flattened beam.
+      torso_sizes: widths of the Dense+ReLU layers applied to the observation torso's features.
+      torso: the observation torso, ``mlp`` (the flattened beam), ``conv`` or ``auto``
+        (``ald_jax.networks.torso``).
     """
 
     num_actions: int
     hidden_size: int = 32
     torso_sizes: tuple[int, ...] = (64,)
+    torso: str = "mlp"
 
     def __post_init__(self) -> None:
+        if self.torso not in TORSOS:
+            raise ValueError(f"torso={self.torso!r}: allowed values are {list(TORSOS)}")
         object.__setattr__(self, "torso_sizes", tuple(self.torso_sizes))
-        object.__setattr__(
-            self, "module", LSTMModule(self.num_actions, self.hidden_size, self.torso_sizes)
-        )
+        module = LSTMModule(self.num_actions, self.hidden_size, self.torso_sizes, self.torso)
+        object.__setattr__(self, "module", module)
 
     def init(self, key: chex.PRNGKey, obs_example: chex.Array) -> Params:
         """Params from one observation ``[*obs_shape]`` (only its shape is used)."""
-        obs = jax.ShapeDtypeStruct((1, int(np.prod(jnp.shape(obs_example)))), jnp.float32)
+        obs = jax.ShapeDtypeStruct((1, *jnp.shape(obs_example)), jnp.float32)
         return init_params(self.module, key, obs, self.initial_state(1))
 
     def initial_state(self, batch: int) -> LSTMState:
@@ -158,7 +168,7 @@ class LSTMNetwork:
         Returns:
           ``ModelOutput(logits [B, A], value [B])`` and the next state.
         """
-        x = self.module.apply(params, flatten_obs(obs, 1), method=LSTMModule.embed)
+        x = self.module.apply(params, obs, 1, method=LSTMModule.embed)
         state = self.module.apply(params, _reset(state, first), x, method=LSTMModule.cell)
         return self.module.apply(params, state.h, method=LSTMModule.output), state
 
@@ -177,7 +187,7 @@ class LSTMNetwork:
           ``ModelOutput(logits [T, B, A], value [T, B])`` and the state after ``obs[T-1]``.
         """
         chex.assert_rank(first, 2)
-        x = self.module.apply(params, flatten_obs(obs, 2), method=LSTMModule.embed)
+        x = self.module.apply(params, obs, 2, method=LSTMModule.embed)
 
         def body(carry: LSTMState, inputs: tuple[chex.Array, chex.Array]):
             x_t, first_t = inputs

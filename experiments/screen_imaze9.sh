@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Issue 13 screening on imaze9: where ALD loses env steps against GTrXL. One seed per setting
+# (seed 0 unless said), ALD with the policy evaluation on (eval_interval=50), each run stopped
+# once its training success over 200 episodes reaches 0.9 (the metric is env steps to 90%).
+# Resumable like every compare run. Results: results/screen*/imaze9/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+SET="stop_at_success=0.9 checkpoint_seconds=120 log_interval=2"
+compare() { "$PY" -m experiments.compare --exp imaze9 --methods ald --budget 5000000 "$@"; }
+
+compare --seeds 2 --sweep dprl=30 --out results/screen --set $SET             # DpRL 30
+compare --seeds 1 --out results/screen_default --set $SET                      # the defaults
+compare --seeds 1 --sweep chunks_per_call=2 --out results/screen --set $SET    # policy lag
+compare --seeds 1 --out results/screen_combo --set $SET dprl=30 chunks_per_call=2 actor_period=1
+compare --seeds 1 --sweep actor_period=1 --out results/screen --set $SET       # K_A 1
+compare --seeds 1 --sweep learner_reg=0 --out results/screen --set $SET
+compare --seeds 1 --sweep distill_learning_rate=0.001 --out results/screen --set $SET
