@@ -53,14 +53,14 @@ class Acting:
         jax.block_until_ready(self.rollout(jax.device_put(params), self.carry, np.int32(0)))
 
     def act(self, params, version: int):
-        """One call (``chunks_per_call`` chunks): ``((trajectories, stats), busy seconds)``, host
-        arrays. ``params`` are the newest published actor params (host arrays)."""
+        """One call (``chunks_per_call`` chunks): ``((trajectories, stats), busy seconds, pid)``,
+        host arrays. ``params`` are the newest published actor params (host arrays)."""
         t0 = time.perf_counter()
         if version != self.version:
             self.version, self.params = version, jax.device_put(params)
         self.carry, trajs, stats = self.rollout(self.params, self.carry, np.int32(version))
         out = jax.device_get((trajs, stats))
-        return out, time.perf_counter() - t0
+        return out, time.perf_counter() - t0, os.getpid()
 
     def where(self) -> tuple[str, int]:
         """``(Ray node id, process id)`` of this actor."""
@@ -93,6 +93,8 @@ def connect(address: str) -> bool:
 class RayActors:
     """The actor processes of one run and the dispatcher that feeds their calls to the runner."""
 
+    MAX_FAILURES = 50  # calls failed in a row before an actor counts as gone for good
+
     def __init__(
         self, system, config: dict, address: str, cpus: float, log=print, env: dict | None = None
     ):
@@ -113,6 +115,8 @@ class RayActors:
         keys = jax.device_get(_actor_keys(sch.seed, sch.num_actors))
         self.actors = [remote.remote(config, i, keys[i]) for i in range(sch.num_actors)]
         self.restarts = 0
+        self.pids: list[int] = []  # each actor's process (warm_up); a new one = a restart
+        self.failures = [0] * sch.num_actors  # calls failed in a row, per actor
         self.max_pending = 0  # the most calls in flight or waiting at once (back-pressure)
         self._published: tuple[int, object] | None = None  # (version, object ref)
         self._lock = threading.Lock()
@@ -123,6 +127,7 @@ class RayActors:
 
         _, ref = self._params()
         ray.get([actor.warm_up.remote(ref) for actor in self.actors])
+        self.pids = [pid for _, pid in self.where()]
 
     def where(self) -> list[tuple[str, int]]:
         """``(node id, pid)`` of every actor process."""
@@ -145,30 +150,46 @@ class RayActors:
         in_flight[self.actors[i].act.remote(ref, version)] = (i, version)
 
     def _collect(self, ref, i: int, version: int):
-        """The finished call as an ``ActorCall``, or None if its actor process died."""
+        """The finished call as an ``ActorCall``, or None if it failed (its actor process died
+        or could not be reached; the caller submits the call again)."""
         import ray
 
         try:
-            (trajs, stats), busy = ray.get(ref)
-        except ray.exceptions.ActorUnavailableError:  # restarting: try the call again
-            time.sleep(0.1)
-            return None
+            (trajs, stats), busy, pid = ray.get(ref)
         except ray.exceptions.RayActorError as e:
-            self._died(i, e)
+            self._failed(i, e)
             return None
+        self.failures[i] = 0
+        if pid != self.pids[i]:
+            self._restarted(i, pid)
         return self.system.accept_remote(i, version, trajs, stats, busy)
 
-    def _died(self, i: int, error: Exception) -> None:
-        self.restarts += 1
+    def _failed(self, i: int, error: Exception) -> None:
+        """A failed call. Calls to a process that Ray is restarting wait for it; calls that keep
+        failing mean the actor is gone for good (its restarts are used up)."""
+        self.failures[i] += 1
         reason = str(error).strip().splitlines()[0][:200]
+        if self.max_restarts == 0 or self.failures[i] >= self.MAX_FAILURES:
+            raise RuntimeError(
+                f"actor-{i} (Ray process) is gone: {reason} ({self.failures[i]} calls failed; "
+                f"restarts {self.restarts}/{self.max_restarts})"
+            )
+        if self.failures[i] == 1:
+            self.log(f"[ald-jax] actor-{i} (Ray process) failed a call ({reason}); calling again")
+        time.sleep(0.1)
+
+    def _restarted(self, i: int, pid: int) -> None:
+        """Actor ``i`` answered from a new process: Ray restarted it (fresh episodes)."""
+        self.restarts += 1
+        old, self.pids[i] = self.pids[i], pid
         if self.restarts > self.max_restarts:
             raise RuntimeError(
-                f"actor-{i} (Ray process) died: {reason} (actor restarts exhausted: "
-                f"{self.restarts - 1}/{self.max_restarts})"
+                f"actor-{i} (Ray process) was restarted (pid {old} -> {pid}): actor restarts "
+                f"exhausted ({self.restarts}/{self.max_restarts})"
             )
         self.log(
-            f"[ald-jax] actor-{i} (Ray process) died ({reason}); Ray restarts it "
-            f"({self.restarts}/{self.max_restarts})"
+            f"[ald-jax] actor-{i} (Ray process) was restarted by Ray (pid {old} -> {pid}); its "
+            f"streams start new episodes ({self.restarts}/{self.max_restarts})"
         )
 
     def loop(self, calls, stop: threading.Event, beat: Callable[[], None]) -> None:
