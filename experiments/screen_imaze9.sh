@@ -10,9 +10,12 @@ SET="stop_at_success=0.9 checkpoint_seconds=120 log_interval=2"
 compare() { "$PY" -m experiments.compare --exp imaze9 --methods ald --budget 5000000 "$@"; }
 
 compare --seeds 2 --sweep dprl=30 --out results/screen --set $SET             # DpRL 30
+# Policy lag: fast LSTM actors fill every queue, so the learner trains on data ~16 updates old
+# (48 distill versions, ~20k env steps at DpRL 30); one batch per actor call and one batch of
+# learner queue cut what is in flight.
+compare --seeds 1 --out results/screen_lowlag --set $SET chunks_per_call=2 queue_capacity=1
 compare --seeds 1 --out results/screen_default --set $SET                      # the defaults
-compare --seeds 1 --sweep chunks_per_call=2 --out results/screen --set $SET    # policy lag
-compare --seeds 1 --out results/screen_combo --set $SET dprl=30 chunks_per_call=2 actor_period=1
+compare --seeds 1 --out results/screen_lowlag_dprl30 --set $SET chunks_per_call=2 queue_capacity=1 dprl=30
 compare --seeds 1 --sweep actor_period=1 --out results/screen --set $SET       # K_A 1
 compare --seeds 1 --sweep learner_reg=0 --out results/screen --set $SET
 compare --seeds 1 --sweep distill_learning_rate=0.001 --out results/screen --set $SET
