@@ -46,7 +46,7 @@ class Log(list):
         self.append(str(line))
 
 
-def test_a_local_ray_run_trains_and_leaves_no_process_behind(tmp_path):
+def test_a_local_ray_run_trains_resumes_and_leaves_no_process_behind(tmp_path):
     assert not ray_processes(), "Ray processes from elsewhere"
     cfg = load_config(
         "debug",
@@ -58,6 +58,14 @@ def test_a_local_ray_run_trains_and_leaves_no_process_behind(tmp_path):
     assert row["learner_updates"] > 0
     assert any("Ray processes on a local Ray instance" in line for line in log), log
     assert os.path.exists(os.path.join(cfg.run_dir, "checkpoints"))
+    assert not wait_gone(), ray_processes()
+    # resumed on new actor processes, it continues from the checkpoint's counters
+    more = load_config(
+        "debug",
+        as_args(runtime="ray", total_env_steps=9000, run_dir=cfg.run_dir, resume=cfg.run_dir),
+    )
+    resumed = train(more, progress=False, log=log)
+    assert resumed["env_steps"] >= 9000 and resumed["learner_updates"] > row["learner_updates"]
     assert not wait_gone(), ray_processes()
 
 
