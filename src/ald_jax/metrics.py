@@ -46,7 +46,7 @@ class MetricsWriter:
         if os.path.exists(self._csv_path_for(self.run_dir)):
             os.remove(self._csv_path_for(self.run_dir))
         if rows:
-            fields = list(rows[0])
+            fields = list(dict.fromkeys(k for row in rows for k in row))  # every column
             with open(self._csv_path_for(self.run_dir), "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
                 w.writeheader()
@@ -72,6 +72,9 @@ class MetricsWriter:
             )
             if new:
                 self._csv_writer.writeheader()
+        new = [k for k in clean if k not in self._csv_fields]
+        if new:  # e.g. the learner's metrics after a first row written before any update
+            self._extend_csv(new)
         self._csv_writer.writerow({k: clean.get(k, "") for k in self._csv_fields})
         self._csv.flush()
         if self._tb is not None:
@@ -79,6 +82,21 @@ class MetricsWriter:
                 if isinstance(v, float) and math.isfinite(v):
                     self._tb.add_scalar(k, v, step)
             self._tb.flush()
+
+    def _extend_csv(self, new: list[str]) -> None:
+        """Rewrites ``metrics.csv`` with ``new`` columns added (empty in the earlier rows)."""
+        self._csv.close()
+        with open(self._csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        self._csv_fields = self._csv_fields + new
+        with open(self._csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._csv_fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        self._csv = open(self._csv_path, "a", newline="")
+        self._csv_writer = csv.DictWriter(
+            self._csv, fieldnames=self._csv_fields, extrasaction="ignore"
+        )
 
     def close(self) -> None:
         self._jsonl.close()
