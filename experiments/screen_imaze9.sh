@@ -10,6 +10,10 @@ SET="stop_at_success=0.9 checkpoint_seconds=120 log_interval=2"
 compare() { "$PY" -m experiments.compare --exp imaze9 --methods ald --budget 5000000 "$@"; }
 
 compare --seeds 2 --sweep dprl=30 --out results/screen --set $SET             # DpRL 30
+# Distillation targets' age: the learner logits in replay were computed when the batch was
+# collected, and uniform sampling over 128 batches makes the actor imitate learner policies ~64
+# updates old on average; 16 batches: ~8 (each batch is still distilled on ~DpRL times).
+compare --seeds 1 --sweep replay_capacity=16 --out results/screen --set $SET
 # Policy lag: fast LSTM actors fill every queue, so the learner trains on data ~16 updates old
 # (48 distill versions, ~20k env steps at DpRL 30); one batch per actor call and one batch of
 # learner queue cut what is in flight.
