@@ -184,18 +184,24 @@ def test_ctrl_c_stops_a_threaded_run_within_seconds_and_keeps_its_logs(tmp_path)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # a shell's background job (nohup ... &) ignores SIGINT, and a child would inherit that:
+        # the run gets the default disposition, as in a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    lines = []
-    deadline = time.monotonic() + 240
-    for line in proc.stdout:
-        lines.append(line)
-        if "training (threaded" in line or time.monotonic() > deadline:
-            break
-    time.sleep(3.0)
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
-    elapsed = time.monotonic() - t0
+    try:
+        lines = []
+        deadline = time.monotonic() + 240
+        for line in proc.stdout:
+            lines.append(line)
+            if "training (threaded" in line or time.monotonic() > deadline:
+                break
+        time.sleep(3.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        proc.kill()  # never leave a training run behind (a no-op once it has exited)
     text = "".join(lines) + out
     assert elapsed < 10.0, f"took {elapsed:.1f}s to stop:\n{text}"
     assert proc.returncode == 0, text
