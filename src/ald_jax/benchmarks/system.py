@@ -2,7 +2,9 @@
 
 ``system_sps.ald_imaze9``: the threaded ALD system on imaze9 (laptop profile) for ``SECONDS``
 after ``WARMUP`` seconds of training (compile time excluded), from the run's own metric rows;
-``system_sps.ald_imaze9_paper``: the same with ``profile=paper`` (30 single-env actors, N_D 8).
+``system_sps.ald_imaze9_paper``: the same with ``profile=paper`` (30 single-env actors, N_D 8);
+``*_ray``: the actors as Ray processes (``runtime=ray``); ``system_sps.ald_minigrid9``: the
+host-side envpool MiniGrid-MemoryS9 task (``minigrid_memory9``), threads and Ray.
 ``learner_sps.gtrxl2`` is measured in the same run, so ``system_over_learner.ald_imaze9`` (env
 steps/s of the system per agent step/s of the bare learner update) says how much of the
 learner's speed the system keeps.
@@ -24,6 +26,21 @@ WARMUP = 10.0
 CASES = {
     "system_sps.ald_imaze9": ("imaze9", []),
     "system_sps.ald_imaze9_paper": ("imaze9", ["profile=paper"]),
+    # actors as Ray processes vs threads: a JAX env (imaze9, stepped inside the actor's jitted
+    # scan) and a host-side envpool env (MiniGrid-MemoryS9 steps on the host, where threads
+    # share one GIL and processes do not)
+    "system_sps.ald_imaze9_ray": ("imaze9", ["runtime=ray"]),
+    "system_sps.ald_minigrid9": ("minigrid_memory9", []),
+    "system_sps.ald_minigrid9_ray": ("minigrid_memory9", ["runtime=ray"]),
+}
+RATIOS = {  # key: (numerator, denominator)
+    "system_over_learner.ald_imaze9": ("system_sps.ald_imaze9", "learner_sps.gtrxl2"),
+    "system_sps.paper_over_laptop": ("system_sps.ald_imaze9_paper", "system_sps.ald_imaze9"),
+    "system_sps.ray_over_threads.imaze9": ("system_sps.ald_imaze9_ray", "system_sps.ald_imaze9"),
+    "system_sps.ray_over_threads.minigrid9": (
+        "system_sps.ald_minigrid9_ray",
+        "system_sps.ald_minigrid9",
+    ),
 }
 
 
@@ -40,6 +57,7 @@ def measure_system(
             [
                 *overrides,
                 "mode=threaded",
+                "eval_interval=0",  # the policy evaluation is not part of the throughput
                 f"max_seconds={warmup + seconds}",
                 "total_env_steps=1000000000000",
                 "stop_at_success=0",
@@ -75,20 +93,27 @@ def run(results: dict, repeats: int = 5) -> None:
     results["learner_sps.gtrxl2"] = gtrxl_learner_sps(2, repeats)
     print(f"{'learner_sps.gtrxl2':<32} {results['learner_sps.gtrxl2']:>12,.0f} agent-steps/s")
     for name, (exp, overrides) in CASES.items():
+        if "runtime=ray" in overrides and not _has_ray():
+            print(f"{name:<32} skipped: Ray is not installed (the ray extra)")
+            continue
         out = measure_system(exp, overrides)
         results[name] = out["env_sps"]
         print(
             f"{name:<32} {out['env_sps']:>12,.0f} env-steps/s  (learner {out['learner_sps']:,.0f}"
             f" agent-steps/s, idle {out['learner_idle_pct']:.0f}%, lag {out['policy_lag']:.1f},"
-            f" runner busy {100 * out['runner_busy_frac']:.0f}%, DpRL {out['dprl_achieved']:.1f})",
+            f" runner busy {100 * out['runner_busy_frac']:.0f}%, DpRL {out['dprl_achieved']:.1f},"
+            f" actor {out['actor_sps_per_thread']:,.0f}/s each)",
             flush=True,
         )
-    results["system_over_learner.ald_imaze9"] = (
-        results["system_sps.ald_imaze9"] / results["learner_sps.gtrxl2"]
-    )
-    results["system_sps.paper_over_laptop"] = (
-        results["system_sps.ald_imaze9_paper"] / results["system_sps.ald_imaze9"]
-    )
+    for name, (top, bottom) in RATIOS.items():
+        if top in results and bottom in results:
+            results[name] = results[top] / results[bottom]
+
+
+def _has_ray() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
 
 
 if __name__ == "__main__":  # before/after comparisons against any checkout (see above)
