@@ -3,7 +3,16 @@ same update compiled by several tests (or by both pytest-xdist workers) is compi
 
 import os
 
-import jax
+# The tests check maths and the runtime, not speed: LLVM's backend optimisation level 0 compiles
+# ~20% faster on the 2-core CPU (tests/learners, networks, losses, actors: 472 s against 597 s,
+# same results). Set before JAX starts its backend; subprocesses (CLI runs, Ray actors) inherit
+# it. A user's own XLA_FLAGS setting of it wins.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
+
+import jax  # noqa: E402
 
 _CACHE = os.environ.get(
     "ALD_JAX_TEST_CACHE", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".jax_cache")

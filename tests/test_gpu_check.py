@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_gpu_check_debug(tmp_path):
     out = tmp_path / "gpu_check.json"
     cmd = [sys.executable, "-m", "experiments.gpu_check", "--exp", "debug", "--profile"]
-    cmd += ["laptop", "--seconds", "3", "--out", str(out)]
+    cmd += ["laptop", "--seconds", "3", "--warmup", "1", "--out", str(out)]
     proc = subprocess.run(
         cmd,
         cwd=ROOT,
