@@ -116,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parallel", type=int, default=1, help="runs at a time")
     p.add_argument("--out", default=os.path.join("results", "compare"))
     p.add_argument("--plots-only", action="store_true")
+    p.add_argument(
+        "--target",
+        choices=("success", "return"),
+        default="success",
+        help="times to 90%% success (default) or to a mean episode return of 0.9 (MiniGrid)",
+    )
     args = p.parse_args(argv)
 
     from ald_jax.config import apply_overrides, validate
@@ -149,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
             list(pool.map(one, runs))
 
-    from experiments.plots import make_all
+    from experiments.plots import TARGETS, make_all
 
-    outputs = make_all(os.path.join(args.out, args.exp), sweep_key=sweep[0] if sweep else None)
+    outputs = make_all(
+        os.path.join(args.out, args.exp),
+        sweep_key=sweep[0] if sweep else None,
+        target=TARGETS[args.target],
+    )
     for path in outputs:
         print(f"[compare] wrote {path}")
     if failed:

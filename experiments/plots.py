@@ -59,6 +59,19 @@ METRIC_RANGE = {
 }
 TIMES = (("steps_to_90", "env_steps"), ("wall_to_90_s", "wall_time"))  # (stats key, x column)
 UNITS = (("steps_to_90", ""), ("wall_to_90_s", " s"))
+
+
+class Target(NamedTuple):
+    """What "to 90%" is measured on: the logged column, its level and the words for titles."""
+
+    key: str
+    level: float
+    goal: str
+
+
+SUCCESS = Target("success_rate", LEVEL, f"{LEVEL:.0%} success")
+RETURN = Target("episode_return", LEVEL, f"a mean return of {LEVEL:g}")  # MiniGrid tasks
+TARGETS = {"success": SUCCESS, "return": RETURN}
 STATS = ("median", "iqm")
 CURVES = (
     ("success_rate", "success", "success rate"),
@@ -83,10 +96,11 @@ How the numbers are made (`experiments/plots.py`):
   calibrated {CONFIDENCE:.0%} interval: n seeds allow only C(2n-1, n) distinct resamples
   (10 for 3 seeds), the band never leaves the seeds' own range, and percentile intervals from so
   few seeds are too narrow. The same holds for every interval below.
-* Env steps (wall-clock) to {LEVEL:.0%}: the first logged row whose success over the last
-  `stats_window` episodes is >= {LEVEL}. A seed that never got there counts as the env steps
-  (wall-clock) it ran, i.e. its budget, a lower bound on its true value; `k/n` says how many
-  seeds got there. Median and IQM are over all n seeds, with bootstrap intervals as above.
+* Env steps (wall-clock) to {LEVEL:.0%} success: the first logged row whose success over the
+  last `stats_window` episodes is >= {LEVEL} (to a mean return of {LEVEL:g}, where the titles say
+  so: the mean episode return over those episodes). A seed that never got there counts as the
+  env steps (wall-clock) it ran, i.e. its budget, a lower bound on its true value; `k/n` says
+  how many seeds got there. Median and IQM are over all n seeds, with bootstrap intervals as above.
   `≥` marks a figure that depends on a seed that did not get there (a lower bound); a median
   over seeds of which more than half got there within a common budget is exact and unmarked.
   Intervals are resampled from the same values, so an end that is a budget is a lower bound too.
@@ -250,24 +264,28 @@ def iqm_band(
     return Band(grid, clip(iqm(curves)), clip(lo), clip(hi), len(curves))
 
 
-def seed_time(cols: dict[str, np.ndarray], x: str) -> tuple[float, bool] | None:
-    """``(x at the first row with success >= LEVEL, True)``; ``(last x, False)`` for a seed
-    that never got there (its budget: a lower bound); None without the columns."""
-    if "success_rate" not in cols or x not in cols:
+def seed_time(
+    cols: dict[str, np.ndarray], x: str, target: Target = SUCCESS
+) -> tuple[float, bool] | None:
+    """``(x at the first row with target.key >= target.level, True)``; ``(last x, False)`` for
+    a seed that never got there (its budget: a lower bound); None without the columns."""
+    if target.key not in cols or x not in cols:
         return None
-    hit = first_reaching(cols, "success_rate", LEVEL, x)
+    hit = first_reaching(cols, target.key, target.level, x)
     return (hit, True) if not math.isnan(hit) else (float(np.nanmax(cols[x])), False)
 
 
-def time_to_level(seeds: Sequence[dict[str, np.ndarray]], x: str) -> Reach:
+def time_to_level(
+    seeds: Sequence[dict[str, np.ndarray]], x: str, target: Target = SUCCESS
+) -> Reach:
     """``seed_time`` of every seed with the columns."""
-    times = [t for cols in seeds if (t := seed_time(cols, x)) is not None]
+    times = [t for cols in seeds if (t := seed_time(cols, x, target)) is not None]
     return Reach(np.array([v for v, _ in times], float), np.array([r for _, r in times], bool))
 
 
-def seed_row(cols: dict[str, np.ndarray]) -> dict:
+def seed_row(cols: dict[str, np.ndarray], target: Target = SUCCESS) -> dict:
     """One seed's line of the per-seed table: each time of ``TIMES`` and whether it reached."""
-    times = {name: seed_time(cols, x) or (math.nan, False) for name, x in TIMES}
+    times = {name: seed_time(cols, x, target) or (math.nan, False) for name, x in TIMES}
     return {name: v for name, (v, _) in times.items()} | {"reached": times["steps_to_90"][1]}
 
 
@@ -319,10 +337,12 @@ def eval_lag(seeds: Sequence[dict[str, np.ndarray]]) -> dict | None:
     return out
 
 
-def method_stats(seeds: dict[int, dict[str, np.ndarray]]) -> tuple[dict, dict[str, Reach]]:
+def method_stats(
+    seeds: dict[int, dict[str, np.ndarray]], target: Target = SUCCESS
+) -> tuple[dict, dict[str, Reach]]:
     """One method's numbers (see ``STATS_NOTE``) and its per-seed ``Reach`` for each time."""
     cols = [seeds[k] for k in sorted(seeds)]
-    reach = {name: time_to_level(cols, x) for name, x in TIMES}
+    reach = {name: time_to_level(cols, x, target) for name, x in TIMES}
     stats = {"seeds": len(cols), "reached_90": int(reach["steps_to_90"].reached.sum())}
     for name, r in reach.items():
         stats[name] = {"median": estimate(r, np.median), "iqm": estimate(r, iqm)}
@@ -336,15 +356,18 @@ def method_stats(seeds: dict[int, dict[str, np.ndarray]]) -> tuple[dict, dict[st
     if (lag := eval_lag(cols)) is not None:
         stats["eval"] = lag
     stats["per_seed"] = {
-        str(k): seed_row(seeds[k]) for k in sorted(seeds) if "success_rate" in seeds[k]
+        str(k): seed_row(seeds[k], target) for k in sorted(seeds) if target.key in seeds[k]
     }
     return stats, reach
 
 
-def compute_stats(runs: dict[str, dict[int, dict[str, np.ndarray]]]) -> dict:
+def compute_stats(
+    runs: dict[str, dict[int, dict[str, np.ndarray]]], target: Target = SUCCESS
+) -> dict:
     """Every number of results.md: ``{"settings": ..., "methods": {group: method_stats}}``,
-    each group other than ``REFERENCE`` with ``ratio_vs_gtrxl`` when ``REFERENCE`` runs exist."""
-    per_group = {group: method_stats(seeds) for group, seeds in runs.items()}
+    each group other than ``REFERENCE`` with ``ratio_vs_gtrxl`` when ``REFERENCE`` runs exist;
+    the times are to ``target`` (success by default)."""
+    per_group = {group: method_stats(seeds, target) for group, seeds in runs.items()}
     for group, (stats, reach) in per_group.items():
         if REFERENCE in per_group and group != REFERENCE:
             ref_stats, ref_reach = per_group[REFERENCE]
@@ -357,7 +380,9 @@ def compute_stats(runs: dict[str, dict[int, dict[str, np.ndarray]]]) -> dict:
                 for name, _ in TIMES
             }
     settings = {
-        "level": LEVEL,
+        "metric": target.key,
+        "level": target.level,
+        "goal": target.goal,
         "confidence": CONFIDENCE,
         "bootstrap_reps": BOOTSTRAP_REPS,
         "bootstrap_seed": BOOTSTRAP_SEED,
@@ -510,7 +535,7 @@ def fmt_estimate(e: dict, unit: str = "") -> str:
     return f"{BOUND_MARK[e['bound']]}{fmt(e['value'])}{unit} [{fmt(e['lo'])}, {fmt(e['hi'])}]"
 
 
-def times_section(methods: dict) -> str:
+def times_section(methods: dict, goal: str) -> str:
     pct = f"{CONFIDENCE:.0%}"
     header = ["run", "reached"] + [
         f"{what}: {stat} [{pct} CI]"
@@ -522,10 +547,10 @@ def times_section(methods: dict) -> str:
         + [fmt_estimate(s[name][stat], unit) for name, unit in UNITS for stat in STATS]
         for g, s in methods.items()
     ]
-    return f"## Env steps and wall-clock to {LEVEL:.0%} success\n\n" + md_table(header, rows)
+    return f"## Env steps and wall-clock to {goal}\n\n" + md_table(header, rows)
 
 
-def ratio_section(methods: dict) -> str:
+def ratio_section(methods: dict, goal: str) -> str:
     key, pct = f"ratio_vs_{REFERENCE}", f"{CONFIDENCE:.0%}"
     rows = [
         [f"{g}/{REFERENCE}"] + [fmt_estimate(s[key][name]) for name, _ in TIMES]
@@ -533,11 +558,11 @@ def ratio_section(methods: dict) -> str:
         if key in s
     ]
     header = ["runs", f"env steps [{pct} CI]", f"wall-clock [{pct} CI]"]
-    title = f"## Ratio to {REFERENCE}, to {LEVEL:.0%} success (median / {REFERENCE}'s median)"
+    title = f"## Ratio to {REFERENCE}, to {goal} (median / {REFERENCE}'s median)"
     return f"{title}\n\n" + md_table(header, rows) if rows else ""
 
 
-def per_seed_section(methods: dict) -> str:
+def per_seed_section(methods: dict, goal: str) -> str:
     rows = []
     for g, s in methods.items():
         for seed, p in s["per_seed"].items():
@@ -545,18 +570,18 @@ def per_seed_section(methods: dict) -> str:
             if not p["reached"]:
                 cells = [f"not reached (ran {c})" for c in cells]
             rows.append([f"{g}-s{seed}", *cells])
-    title = f"## Per seed, to {LEVEL:.0%} success"
+    title = f"## Per seed, to {goal}"
     return f"{title}\n\n" + md_table(["run", "env steps", "wall-clock"], rows)
 
 
-def lag_section(methods: dict) -> str:
+def lag_section(methods: dict, goal: str) -> str:
     rows = [[g] + [fmt(v) for v in s["eval"].values()] for g, s in methods.items() if "eval" in s]
     header = ["run", "learner policy reaches", "actor reaches", "lag (env steps)"]
     title = f"## Distillation lag to {LEVEL:.0%} (policy evaluations, IQM over seeds)"
     return f"{title}\n\n" + md_table(header, rows) if rows else ""
 
 
-def speed_section(methods: dict) -> str:
+def speed_section(methods: dict, goal: str) -> str:
     header = ["run", "final success", "final env steps"] + [lbl for _, lbl in SPEED_COLUMNS]
     cells = speed_cells([{"run": g, **s} for g, s in methods.items()])
     finals = [
@@ -568,9 +593,9 @@ def speed_section(methods: dict) -> str:
 
 def results_markdown(stats: dict, title: str) -> str:
     """results.md: the sections above that have rows, then ``STATS_NOTE``."""
-    m = stats["methods"]
+    m, goal = stats["methods"], stats["settings"]["goal"]
     sections = (times_section, ratio_section, per_seed_section, lag_section, speed_section)
-    return "\n".join([f"# {title}\n"] + [t for f in sections if (t := f(m))] + [STATS_NOTE])
+    return "\n".join([f"# {title}\n"] + [t for f in sections if (t := f(m, goal))] + [STATS_NOTE])
 
 
 def _json_ready(tree):
@@ -597,8 +622,9 @@ def write_results(stats: dict, exp_dir: str) -> list[str]:
     return [md, cs, js]
 
 
-def make_all(exp_dir: str, sweep_key: str | None = None) -> list[str]:
-    """Every figure and table of the module docstring; returns the paths written."""
+def make_all(exp_dir: str, sweep_key: str | None = None, target: Target = SUCCESS) -> list[str]:
+    """Every figure and table of the module docstring, the times to ``target``; returns the
+    paths written."""
     runs = load_runs(exp_dir)
     name = os.path.basename(os.path.normpath(exp_dir))
     out = []
@@ -612,7 +638,7 @@ def make_all(exp_dir: str, sweep_key: str | None = None) -> list[str]:
             out.append(path)
     path = os.path.join(exp_dir, "success_per_seed.png")
     out.append(plot_per_seed(runs, path, f"{name}: per-seed success"))
-    stats = compute_stats(runs)
+    stats = compute_stats(runs, target)
     out.append(speed_table(flat_rows(stats), os.path.join(exp_dir, "speed_table.png")))
     out.extend(write_results(stats, exp_dir))
     return out

@@ -150,6 +150,32 @@ def test_summary_numbers_from_hand_made_logs(tmp_path):
     assert "## Ratio" not in md  # no gtrxl runs
 
 
+def test_times_to_a_mean_return_of_0_9(tmp_path):
+    """``--target return`` (MiniGrid): the times are to episode_return >= 0.9, not to success
+    >= 0.9. Each seed's success gets there first (at 200), its return later (300 / 400 / never,
+    ran 500)."""
+    from experiments.plots import RETURN, compute_stats
+
+    f = "env_steps wall_time success_rate episode_return"
+    for seed, hit in enumerate((300, 400, None)):
+        rows = [(100, 1, 0.2, 0.1), (200, 2, 0.95, 0.8)]
+        rows += [(hit, hit / 100, 1.0, 0.92)] if hit else [(500, 5, 1.0, 0.85)]
+        write_run(tmp_path, f"lstm-s{seed}", rows_of(f, *rows))
+    runs = load_runs(str(tmp_path))
+    by_return = compute_stats(runs, RETURN)["methods"]["lstm"]
+    by_success = compute_stats(runs)["methods"]["lstm"]
+    assert [p["steps_to_90"] for p in by_return["per_seed"].values()] == [300.0, 400.0, 500.0]
+    assert by_return["reached_90"] == 2 and by_return["steps_to_90"]["median"]["value"] == 400.0
+    assert by_success["reached_90"] == 3 and by_success["steps_to_90"]["median"]["value"] == 200.0
+    make_all(str(tmp_path), target=RETURN)
+    md = (tmp_path / "results.md").read_text()
+    assert "## Env steps and wall-clock to a mean return of 0.9" in md
+    assert "| lstm-s2 | not reached (ran 500) |" in md
+    assert json.loads((tmp_path / "stats.json").read_text())["settings"]["metric"] == (
+        "episode_return"
+    )
+
+
 def test_ratio_to_gtrxl_with_its_interval(tmp_path):
     """ALD at 200/300/400 env steps, GTrXL at 100/200/250: ratio of medians 300/200 = 1.5, in
     results.md, results.csv and stats.json; the baseline's DpRL shows "-"."""
