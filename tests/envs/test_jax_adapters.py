@@ -57,17 +57,23 @@ def _assert_trees_equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def _lockstep_inputs(env_id: str, seed: int, num_envs: int, num_steps: int, **overrides):
+    """The adapter, the library env under it, and the shared reset key, step keys and actions."""
+    env, params = envs_jax.make(env_id, **overrides)
+    reset_key, step_key, action_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+    keys = jax.random.split(step_key, num_steps * num_envs).reshape(num_steps, num_envs, -1)
+    actions = jax.random.randint(action_key, (num_steps, num_envs), 0, env.num_actions)
+    return env, params, env.env, params.env_params, reset_key, keys, actions
+
+
 # --- gymnax -----------------------------------------------------------------------------------
 
 
 def _gymnax_lockstep(num_envs: int, num_steps: int, policy: str = "random", **overrides):
     """Our adapter and gymnax's own ``step`` from the same resets, keys and actions."""
-    env, params = envs_jax.make("gymnax:MemoryChain-bsuite", **overrides)
-    lib, lib_params = env.env, params.env_params
-    key = jax.random.PRNGKey(3)
-    reset_key, step_key, action_key = jax.random.split(key, 3)
-    keys = jax.random.split(step_key, num_steps * num_envs).reshape(num_steps, num_envs, -1)
-    actions = jax.random.randint(action_key, (num_steps, num_envs), 0, env.num_actions)
+    env, params, lib, lib_params, reset_key, keys, actions = _lockstep_inputs(
+        "gymnax:MemoryChain-bsuite", 3, num_envs, num_steps, **overrides
+    )
 
     @jax.jit
     def run():
@@ -146,13 +152,10 @@ def test_gymnax_own_end_on_the_limit_step_is_terminated():
 
 
 def _xminigrid_lockstep(name: str, num_envs: int, num_steps: int, **overrides):
-    env, params = envs_jax.make(f"xminigrid:{name}", **overrides)
-    lib, lib_params = env.env, params.env_params
+    env, params, lib, lib_params, reset_key, keys, actions = _lockstep_inputs(
+        f"xminigrid:{name}", 7, num_envs, num_steps, **overrides
+    )
     wrapped = GymAutoResetWrapper(lib)
-    key = jax.random.PRNGKey(7)
-    reset_key, step_key, action_key = jax.random.split(key, 3)
-    keys = jax.random.split(step_key, num_steps * num_envs).reshape(num_steps, num_envs, -1)
-    actions = jax.random.randint(action_key, (num_steps, num_envs), 0, env.num_actions)
 
     @jax.jit
     def run():
