@@ -73,7 +73,8 @@ BUDGET  ?=
 SWEEP   ?=
 compare: $(STAMP)
 	$(PY) -m experiments.compare --exp $(EXP) --methods $(METHODS) --seeds $(SEEDS) --out $(OUT) \
-		$(if $(BUDGET),--budget $(BUDGET)) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(ARGS),--set $(ARGS))
+		$(if $(BUDGET),--budget $(BUDGET)) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(ARGS),--set $(ARGS)) \
+		$(if $(TARGET),--target $(TARGET))
 
 # Every comparison of docs/results.md, resumable (hours on a 2-core CPU).
 paper: $(STAMP)
