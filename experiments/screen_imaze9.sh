@@ -18,16 +18,17 @@ compare --seeds 2 --sweep dprl=30 --out results/screen --set $SET             # 
 # (~20k env steps); one batch per actor call and one batch of learner queue cut what is in flight.
 compare --seeds 1 --out results/screen_lowlag --set $SET chunks_per_call=2 queue_capacity=1
 compare --seeds 1 --sweep learner_reg=0 --out results/screen --set $SET
-# Low lag reached 90% at 1.83M (seed 0, below every default seed) and learner_reg=0 at 2.16M with
-# the actor trailing its learner: more seeds of low lag, against the defaults on the same code.
+# Low lag reached 90% at 1.83M (seed 0) and 2.40M (seed 1); learner_reg=0 at 2.16M with the actor
+# trailing its learner. With low lag the learner is faster but its actor trails it by ~0.3M env
+# steps: next the defaults on the same code, then low lag with more distillation (DpRL 30).
 compare --seeds 2 --out results/screen_lowlag --set $SET chunks_per_call=2 queue_capacity=1
 compare --seeds 1 --out results/screen_default --set $SET                      # the defaults
-compare --seeds 3 --out results/screen_lowlag --set $SET chunks_per_call=2 queue_capacity=1
+compare --seeds 1 --out results/screen_lowlag_dprl30 --set $SET chunks_per_call=2 queue_capacity=1 dprl=30
 compare --seeds 2 --out results/screen_default --set $SET
+compare --seeds 2 --out results/screen_lowlag_dprl30 --set $SET chunks_per_call=2 queue_capacity=1 dprl=30
 # Distillation targets' age: the learner logits in replay were computed when the batch was
 # collected, and uniform sampling over 128 batches makes the actor imitate learner policies ~64
 # updates old on average; 16 batches: ~8 (each batch is still distilled on ~DpRL times).
 compare --seeds 1 --sweep replay_capacity=16 --out results/screen --set $SET
-compare --seeds 1 --out results/screen_lowlag_dprl30 --set $SET chunks_per_call=2 queue_capacity=1 dprl=30
 compare --seeds 1 --sweep actor_period=1 --out results/screen --set $SET       # K_A 1
 compare --seeds 1 --sweep distill_learning_rate=0.001 --out results/screen --set $SET
