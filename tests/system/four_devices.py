@@ -180,15 +180,31 @@ def check_same_run(steps: int = 400) -> dict:
 
 
 def check_learns_on_two_distill_devices() -> dict:
+    """The learning check (tests/system/test_learning.py): ``debug`` in lockstep on the accelerated
+    host's layout, with the policy evaluation every 50 learner updates."""
     from ald_jax.run import load_config
 
-    cfg = load_config("debug", ["mode=lockstep", "eval_gif=false", *_args(LAYOUT)])
+    overrides = ["mode=lockstep", "eval_gif=false", "eval_interval=50", *_args(LAYOUT)]
+    cfg = load_config("debug", overrides)
     system = System(schedule_of(cfg), build(cfg))
-    run_lockstep(system, lambda: system.counters.env_steps >= cfg.total_env_steps)
+    early = []
+
+    def stop():
+        if system.counters.env_steps >= 30_000 and not early:
+            early.append(system.snapshot(0.0).get("success_rate", 0.0))
+        return system.counters.env_steps >= cfg.total_env_steps
+
+    run_lockstep(system, stop)
     row = system.snapshot(1.0)
     return {
+        "early_success_rate": early[0] if early else None,
         "success_rate": row.get("success_rate", 0.0),
         "dprl": row["dprl_achieved"],
+        "dprl_config": cfg.dprl,
+        "learner_eval/success": row.get("learner_eval/success"),
+        "actor_eval/success": row.get("actor_eval/success"),
+        "eval/env_steps": row.get("eval/env_steps"),
+        "last_eval_due": cfg.total_env_steps - 50 * cfg.batch_size * cfg.unroll_length,
         "distill_devices": _devices(system.distill_state),
     }
 

@@ -94,11 +94,3 @@ def test_two_distill_devices_match_one_within_float_tolerance(same_run):
     assert one["row"]["learner_updates"] == two["row"]["learner_updates"] > 5
     for a, b in zip(one["leaves"], two["leaves"], strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_ald_learns_imaze5_with_distillation_on_two_devices():
-    out = _check("learns_on_two_distill_devices", timeout=900)
-    assert out["distill_devices"] == ["cpu:2", "cpu:3"]
-    assert out["success_rate"] >= 0.9, out
-    assert abs(out["dprl"] - 2.0) / 2.0 < 0.05
