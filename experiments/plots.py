@@ -73,6 +73,10 @@ SUCCESS = Target("success_rate", LEVEL, f"{LEVEL:.0%} success")
 RETURN = Target("episode_return", LEVEL, f"a mean return of {LEVEL:g}")  # MiniGrid tasks
 TARGETS = {"success": SUCCESS, "return": RETURN}
 STATS = ("median", "iqm")
+# Levels of the per-seed evaluation table. On I-Maze 0.5 is what a policy that reaches a goal
+# without remembering the indicator gets, so "learner 50% -> learner 90%" is the memory being
+# learned and "learner 90% -> actor 90%" its distillation.
+CROSSING_LEVELS = (0.5, 0.9)
 CURVES = (
     ("success_rate", "success", "success rate"),
     ("episode_return", "return", "episode return"),
@@ -111,6 +115,9 @@ How the numbers are made (`experiments/plots.py`):
   evaluation success first reaches {LEVEL} minus those at which the learner policy's does
   (evaluations at `eval/env_steps`, seeds interpolated onto the union of their evaluation
   points; `-` if a curve never reaches {LEVEL}).
+* Per-seed evaluation levels: the first evaluation of each seed whose success reached the level,
+  at the env steps its params were taken (`eval/env_steps`); `-` if it never did. Runs stopped
+  by `stop_at_success` often end before their actor's evaluation reaches 90%.
 """
 
 
@@ -284,9 +291,23 @@ def time_to_level(
 
 
 def seed_row(cols: dict[str, np.ndarray], target: Target = SUCCESS) -> dict:
-    """One seed's line of the per-seed table: each time of ``TIMES`` and whether it reached."""
+    """One seed's line of the per-seed table: each time of ``TIMES``, whether it reached, and
+    with policy evaluations their ``eval_crossings``."""
     times = {name: seed_time(cols, x, target) or (math.nan, False) for name, x in TIMES}
-    return {name: v for name, (v, _) in times.items()} | {"reached": times["steps_to_90"][1]}
+    row = {name: v for name, (v, _) in times.items()} | {"reached": times["steps_to_90"][1]}
+    if EVAL_X in cols:
+        row["eval_crossings"] = eval_crossings(cols)
+    return row
+
+
+def eval_crossings(cols: dict[str, np.ndarray]) -> dict[str, float]:
+    """The env steps (``EVAL_X``) at which a seed's learner-policy and actor evaluations first
+    reached each of ``CROSSING_LEVELS`` (nan: never)."""
+    return {
+        f"{who}_{level:.0%}": first_reaching(cols, f"{who}_eval/success", level, EVAL_X)
+        for who in ("learner", "actor")
+        for level in CROSSING_LEVELS
+    }
 
 
 def estimate(reach: Reach, statistic: Callable[..., np.ndarray]) -> dict:
@@ -581,6 +602,24 @@ def lag_section(methods: dict, goal: str) -> str:
     return f"{title}\n\n" + md_table(header, rows) if rows else ""
 
 
+def crossings_section(methods: dict, goal: str) -> str:
+    """Per seed with policy evaluations: where the env steps go (``eval_crossings``)."""
+    rows = []
+    for g, s in methods.items():
+        for seed, p in s["per_seed"].items():
+            if "eval_crossings" in p:
+                cells = [fmt(v) for v in p["eval_crossings"].values()]
+                rows.append(
+                    [f"{g}-s{seed}", *cells, fmt(p["steps_to_90"]) if p["reached"] else "-"]
+                )
+    if not rows:
+        return ""
+    levels = [f"{level:.0%}" for level in CROSSING_LEVELS]
+    header = ["run"] + [f"{who} eval {lv}" for who in ("learner", "actor") for lv in levels]
+    title = "## Per seed: env steps at which the policy evaluations first reached each level"
+    return f"{title}\n\n" + md_table([*header, f"training: {goal}"], rows)
+
+
 def speed_section(methods: dict, goal: str) -> str:
     header = ["run", "final success", "final env steps"] + [lbl for _, lbl in SPEED_COLUMNS]
     cells = speed_cells([{"run": g, **s} for g, s in methods.items()])
@@ -594,7 +633,14 @@ def speed_section(methods: dict, goal: str) -> str:
 def results_markdown(stats: dict, title: str) -> str:
     """results.md: the sections above that have rows, then ``STATS_NOTE``."""
     m, goal = stats["methods"], stats["settings"]["goal"]
-    sections = (times_section, ratio_section, per_seed_section, lag_section, speed_section)
+    sections = (
+        times_section,
+        ratio_section,
+        per_seed_section,
+        lag_section,
+        crossings_section,
+        speed_section,
+    )
     return "\n".join([f"# {title}\n"] + [t for f in sections if (t := f(m, goal))] + [STATS_NOTE])
 
 

@@ -204,7 +204,8 @@ def test_ratio_to_gtrxl_with_its_interval(tmp_path):
 def test_eval_plot_and_distillation_lag_from_runs_with_eval_columns(tmp_path):
     """Eval columns repeat the latest evaluation (empty before the first). Learner success
     IQM (mean of 2 seeds) over evaluations at 100/200/300: 0.45, 0.925, 1.0 -> reaches 0.9 at
-    200; actor 0.15, 0.55, 0.935 -> at 300; lag 100. Runs without the columns: no plot."""
+    200; actor 0.15, 0.55, 0.935 -> at 300; lag 100. Per seed, the first evaluation at each
+    level. Runs without the columns: no plot and no per-seed levels."""
     f = "env_steps wall_time success_rate eval/env_steps learner_eval/success actor_eval/success"
     e = ""
     for seed, (ls, acts) in enumerate(
@@ -235,7 +236,18 @@ def test_eval_plot_and_distillation_lag_from_runs_with_eval_columns(tmp_path):
         "distillation_lag_to_90": 100.0,
     }
     assert "eval" not in methods["lstm"]
-    assert "| ald | 200 | 300 | 100 |" in (tmp_path / "results.md").read_text()
+    md = (tmp_path / "results.md").read_text()
+    assert "| ald | 200 | 300 | 100 |" in md
+    # per seed, at eval/env_steps: learner 50% / 90%, actor 50% / 90%, training success 90%
+    assert methods["ald"]["per_seed"]["1"]["eval_crossings"] == {
+        "learner_50%": 200.0,
+        "learner_90%": 200.0,
+        "actor_50%": 200.0,
+        "actor_90%": 300.0,
+    }
+    assert "| ald-s0 | 100 | 200 | 200 | 300 | 350 |" in md
+    assert "| ald-s1 | 200 | 200 | 200 | 300 | 350 |" in md
+    assert "eval_crossings" not in methods["lstm"]["per_seed"]["0"]
     from experiments.plots import plot_eval
 
     bands = plot_eval("ald", load_runs(str(tmp_path))["ald"], str(tmp_path / "e.png"))
