@@ -29,6 +29,11 @@ compare --seeds 1 --out results/screen_lowlag_dprl30 --set $SET chunks_per_call=
 # distillation by a larger step (10x the distill learning rate; no extra compute, unlike DpRL 30)
 # and by fresher targets.
 compare --seeds 1 --sweep distill_learning_rate=0.001 --out results/screen --set $SET
+# Low lag with DpRL 30 (seed 0): the actor followed its learner within one evaluation; what is
+# left is the learner. The GTrXL reference on the current code (the issue-5 runs are from the
+# old runtime), with the screening's stopping rule:
+"$PY" -m experiments.compare --exp imaze9 --methods gtrxl --budget 5000000 --seeds 1 \
+  --out results/screen_gtrxl --set $SET
 # Distillation targets' age: the learner logits in replay were computed when the batch was
 # collected, and uniform sampling over 128 batches makes the actor imitate learner policies ~64
 # updates old on average; 16 batches: ~8 (each batch is still distilled on ~DpRL times).
