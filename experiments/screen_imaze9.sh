@@ -34,10 +34,13 @@ compare --seeds 1 --sweep distill_learning_rate=0.001 --out results/screen --set
 # old runtime), with the screening's stopping rule:
 "$PY" -m experiments.compare --exp imaze9 --methods gtrxl --budget 5000000 --seeds 1 \
   --out results/screen_gtrxl --set $SET
+# distill learning rate 1e-3 (seed 0): 1.96M, the actor ~0.2M behind its learner. Second seeds
+# of the two fixes of the distillation lag, and of the defaults:
+compare --seeds 2 --sweep distill_learning_rate=0.001 --out results/screen --set $SET
+compare --seeds 2 --out results/screen_default --set $SET
+compare --seeds 2 --out results/screen_lowlag_dprl30 --set $SET chunks_per_call=2 queue_capacity=1 dprl=30
 # Distillation targets' age: the learner logits in replay were computed when the batch was
 # collected, and uniform sampling over 128 batches makes the actor imitate learner policies ~64
 # updates old on average; 16 batches: ~8 (each batch is still distilled on ~DpRL times).
 compare --seeds 1 --sweep replay_capacity=16 --out results/screen --set $SET
-compare --seeds 2 --out results/screen_default --set $SET
-compare --seeds 2 --out results/screen_lowlag_dprl30 --set $SET chunks_per_call=2 queue_capacity=1 dprl=30
 compare --seeds 1 --sweep actor_period=1 --out results/screen --set $SET       # K_A 1
