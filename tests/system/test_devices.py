@@ -17,7 +17,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _check(name: str, *args: str, timeout: int = 600) -> dict:
+def four_device_check(name: str, *args: str, timeout: int = 600) -> dict:
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
@@ -53,7 +53,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("method", ["ald", "gtrxl"])
 def test_every_stage_keeps_its_arrays_on_its_device_in_lockstep(method):
-    out = _check("placement_lockstep", method)
+    out = four_device_check("placement_lockstep", method)
     assert out["roles"] == "actors cpu:0 | learner+runner cpu:1 | distill cpu:2,cpu:3"
     expected = {
         k: v
@@ -64,21 +64,21 @@ def test_every_stage_keeps_its_arrays_on_its_device_in_lockstep(method):
 
 
 def test_every_stage_keeps_its_arrays_on_its_device_in_threads():
-    out = _check("placement_threaded", "ald")
+    out = four_device_check("placement_threaded", "ald")
     assert not out["errors"], out["errors"]
     assert out["updates"] >= 4 and out["distill_updates"] > 0
     assert out["seen"] == EXPECTED
 
 
 def test_a_planted_implicit_transfer_fails_in_both_schedules():
-    out = _check("planted_transfer")
+    out = four_device_check("planted_transfer")
     for mode in ("lockstep", "threaded"):
         assert "Disallowed host-to-device transfer" in out[mode], (mode, out[mode])
 
 
 @pytest.fixture(scope="module")
 def same_run():
-    return _check("same_run")
+    return four_device_check("same_run")
 
 
 def test_learner_and_distill_on_their_own_devices_give_the_same_run(same_run):

@@ -11,12 +11,12 @@ single-device learning run would repeat the same pipeline for another ~90 s of t
 
 import pytest
 
-from tests.system.test_devices import _check
+from tests.system.test_devices import four_device_check
 
 
 @pytest.mark.slow
 def test_ald_learns_imaze5_in_lockstep_with_distillation_on_two_devices():
-    out = _check("learns_on_two_distill_devices", timeout=900)
+    out = four_device_check("learns_on_two_distill_devices", timeout=900)
     assert out["distill_devices"] == ["cpu:2", "cpu:3"]
     early = out["early_success_rate"]
     assert early is not None and early < 0.7, f"imaze5 should not be solved at the start ({out})"
