@@ -53,9 +53,10 @@ compare --seeds 1 --sweep replay_capacity=16 --out results/screen --set $SET
 compare --seeds 5 --sweep distill_learning_rate=0.001 --out results/screen --set $SET
 "$PY" -m experiments.compare --exp imaze9 --methods gtrxl --budget 5000000 --seeds 5 \
   --out results/screen_gtrxl --set $SET
-compare --seeds 5 --out results/screen_default --set $SET
+# The LSTM is minutes of wall-clock per seed, so it goes before the defaults.
 "$PY" -m experiments.compare --exp imaze9 --methods lstm --budget 15000000 --seeds 5 \
   --out results/screen_baselines --set $SET
+compare --seeds 5 --out results/screen_default --set $SET
 "$PY" -m experiments.compare --exp imaze9 --methods asymm_ac --budget 5000000 --seeds 5 \
   --out results/screen_baselines --set $SET
 # K_A 1 (actor_period=1), seed 0: screened only to 0.6M env steps before the five-seed runs took
