@@ -56,6 +56,10 @@ compare --seeds 5 --sweep distill_learning_rate=0.001 --out results/screen --set
 # The LSTM is minutes of wall-clock per seed, so it goes before the defaults.
 "$PY" -m experiments.compare --exp imaze9 --methods lstm --budget 15000000 --seeds 5 \
   --out results/screen_baselines --set $SET
+# Low lag made the learner faster (seed 0: learner 50% at 1.23M, GTrXL's range) but left its actor
+# ~0.3M behind; the distill learning rate 1e-3 closes such a lag. The two together, two seeds:
+compare --seeds 2 --sweep distill_learning_rate=0.001 --out results/screen_lowlag --set $SET \
+  chunks_per_call=2 queue_capacity=1
 compare --seeds 5 --out results/screen_default --set $SET
 "$PY" -m experiments.compare --exp imaze9 --methods asymm_ac --budget 5000000 --seeds 5 \
   --out results/screen_baselines --set $SET
