@@ -42,7 +42,7 @@ run: $(STAMP)
 	$(PY) -m ald_jax.run --exp $(EXP) $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not slow" $(PYTEST_ARGS)

@@ -20,3 +20,16 @@ _CACHE = os.environ.get(
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Test files with the most ``slow`` tests run first, the rest in their usual order.
+
+    ``make test`` hands whole files to its two workers (``--dist loadfile``, without xdist's
+    reordering by test count). Long files first, short ones last, lets both workers finish at about
+    the same time instead of one of them starting a two-minute file after the other has run out
+    of work. The marks only order the files; every test still runs."""
+    slow: dict = {}
+    for item in items:
+        slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: -slow[item.path])  # stable: each file keeps its own order

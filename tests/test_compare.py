@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from experiments.plots import load_runs, make_all, plot_iqm, speed_cells, summary_rows
 
@@ -66,6 +67,7 @@ def _compare(out, *extra):
     )
 
 
+@pytest.mark.slow
 def test_compare_runs_methods_by_seeds_then_plots_and_resumes(tmp_path):
     proc = _compare(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -3,11 +3,13 @@
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes():
     path = os.path.join(ROOT, "notebooks", "quickstart.ipynb")
     nb = nbformat.read(path, as_version=4)

@@ -51,6 +51,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ald", "gtrxl"])
 def test_every_stage_keeps_its_arrays_on_its_device_in_lockstep(method):
     out = four_device_check("placement_lockstep", method)
@@ -70,6 +71,7 @@ def test_every_stage_keeps_its_arrays_on_its_device_in_threads():
     assert out["seen"] == EXPECTED
 
 
+@pytest.mark.slow
 def test_a_planted_implicit_transfer_fails_in_both_schedules():
     out = four_device_check("planted_transfer")
     for mode in ("lockstep", "threaded"):
@@ -81,6 +83,7 @@ def same_run():
     return four_device_check("same_run")
 
 
+@pytest.mark.slow
 def test_learner_and_distill_on_their_own_devices_give_the_same_run(same_run):
     one, split = same_run["one"], same_run["split"]
     assert one["row"]["learner_updates"] > 5 and one["row"]["distill_updates"] > 10

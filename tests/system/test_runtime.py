@@ -41,6 +41,7 @@ def _deterministic_part(row):
     return {k: v for k, v in row.items() if not any(t in k for t in TIMING_KEYS)}
 
 
+@pytest.mark.slow
 def test_lockstep_is_bit_identical_for_the_same_seed():
     results = []
     for _ in range(2):
@@ -162,6 +163,7 @@ def test_unknown_envpool_task_is_rejected():
         validate(Config(**{**TINY, "env": "envpool:CartPol-v1"}))
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_threaded_run_within_seconds_and_keeps_its_logs(tmp_path):
     import signal
 
