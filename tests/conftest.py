@@ -26,9 +26,10 @@ def pytest_collection_modifyitems(config, items):
     """Test files with the most ``slow`` tests run first, the rest in their usual order.
 
     ``make test`` hands whole files to its two workers (``--dist loadfile``, without xdist's
-    reordering by test count). Long files first, short ones last, lets both workers finish at about
-    the same time instead of one of them starting a two-minute file after the other has run out
-    of work. The marks only order the files; every test still runs."""
+    reordering by test count), so no worker starts a two-minute file after the other has run out
+    of work. Measured on the 2-core VM it made no difference (1,174 s against 1,077-1,254 s
+    before): both workers were already busy nearly the whole run. The marks only order the files;
+    every test still runs."""
     slow: dict = {}
     for item in items:
         slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
