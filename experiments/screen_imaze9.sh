@@ -63,12 +63,13 @@ compare --seeds 2 --sweep distill_learning_rate=0.001 --out results/screen_lowla
 # Low lag with the distill learning rate 1e-3: 2.09M / 2.94M, not better than the candidate
 # (learner 50% at 1.55M / 2.38M). Next the defaults' five seeds, for the default change.
 compare --seeds 5 --out results/screen_default --set $SET
+# Asymm-AC, five seeds (the final imaze9 baseline; ~13 min each in issue 5), before the last screen.
+"$PY" -m experiments.compare --exp imaze9 --methods asymm_ac --budget 5000000 --seeds 5 \
+  --out results/screen_baselines --set $SET
 # learner_reg=0 (seed 0) let the learner reach 50% at 1.56M, but its actor trailed by 0.2-0.3M;
 # the distill learning rate 1e-3 is what closes such a lag. The two together, two seeds:
 compare --seeds 2 --sweep learner_reg=0 --out results/screen_lr1e-3 --set $SET \
   distill_learning_rate=0.001
-"$PY" -m experiments.compare --exp imaze9 --methods asymm_ac --budget 5000000 --seeds 5 \
-  --out results/screen_baselines --set $SET
 # K_A 1 (actor_period=1), seed 0: screened only to 0.6M env steps before the five-seed runs took
 # its place; it resumes from its checkpoint here.
 compare --seeds 1 --sweep actor_period=1 --out results/screen --set $SET
