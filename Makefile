@@ -65,10 +65,10 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
 
-# make compare EXP=imaze9 METHODS=ald,lstm,gtrxl,asymm_ac SEEDS=3 BUDGET=5000000 [SWEEP=dprl=1,3,10,30 OUT=results/ablation_dprl]
+# make compare EXP=imaze9 METHODS=ald,lstm,gtrxl,asymm_ac SEEDS=5 BUDGET=5000000 [SWEEP=dprl=1,3,10,30 OUT=results/ablation_dprl]
 METHODS ?= ald,lstm,gtrxl,asymm_ac
 OUT     ?= results/compare
-SEEDS   ?= 3
+SEEDS   ?= 5
 BUDGET  ?=
 SWEEP   ?=
 compare: $(STAMP)
