@@ -333,7 +333,10 @@ def finish(cfg: Config, system, row: dict, interrupted: bool, log) -> dict:
 
     if cfg.eval_gif and not interrupted:
         path = write_eval_gif(system, os.path.join(cfg.run_dir, "eval.gif"), seed=cfg.seed)
-        log(f"[ald-jax] evaluation episode: {path}")
+        if path is None:
+            log(f"[ald-jax] no evaluation GIF: only I-Maze and Meta-Fetch are drawn, not {cfg.env}")
+        else:
+            log(f"[ald-jax] evaluation episode: {path}")
     log(
         "[ald-jax] done: env_steps={env_steps:.0f} wall={wall_time:.0f}s "
         "success={s:.2f} return={r:.2f} learner_sps={learner_sps:.0f} "

@@ -148,3 +148,30 @@ def test_eval_interval_is_refused_for_envpool_envs_before_compiling():
     cfg = load_config("debug", ["env=envpool:CartPole-v1"])
     with pytest.raises(ConfigError, match="eval_interval=5.*JAX environments only"):
         validate(cfg.replace(eval_interval=5))
+
+
+def test_the_closing_lines_say_when_an_env_cannot_be_drawn(tmp_path):
+    """``finish`` on an env without a renderer of ours (here XLand-MiniGrid) says there is no GIF
+    instead of printing ``evaluation episode: None``, and still writes ``summary.json``."""
+    from types import SimpleNamespace
+
+    from ald_jax.run import finish
+
+    cfg = load_config("xmg_memory16", [f"run_dir={tmp_path}"])
+    assert cfg.eval_gif
+    system = SimpleNamespace(c=SimpleNamespace(env=cfg.env, env_params=None))
+    row = dict(
+        env_steps=10.0,
+        wall_time=1.0,
+        learner_sps=5.0,
+        dprl_achieved=1.0,
+        learner_idle_pct=0.0,
+        success_rate=0.5,
+        episode_return=0.25,
+    )
+    lines: list[str] = []
+    finish(cfg, system, row, interrupted=False, log=lines.append)
+    assert not any("None" in line for line in lines), lines
+    assert "no evaluation GIF" in lines[0] and cfg.env in lines[0]
+    assert not os.path.exists(tmp_path / "eval.gif")
+    assert os.path.exists(tmp_path / "summary.json")
