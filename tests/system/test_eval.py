@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import jax
@@ -26,7 +27,7 @@ from ald_jax.builder import build, schedule_of
 from ald_jax.config import ConfigError, apply_overrides, validate
 from ald_jax.evaluate import make_policy_eval
 from ald_jax.networks.base import ModelOutput
-from ald_jax.run import load_config, train
+from ald_jax.run import finish, load_config, train
 from ald_jax.runtime import EVAL_COLUMNS, System, run_lockstep
 from tests.system.tiny import as_args
 
@@ -153,13 +154,10 @@ def test_eval_interval_is_refused_for_envpool_envs_before_compiling():
 def test_the_closing_lines_say_when_an_env_cannot_be_drawn(tmp_path):
     """``finish`` on an env without a renderer of ours (here XLand-MiniGrid) says there is no GIF
     instead of printing ``evaluation episode: None``, and still writes ``summary.json``."""
-    from types import SimpleNamespace
-
-    from ald_jax.run import finish
-
     cfg = load_config("xmg_memory16", [f"run_dir={tmp_path}"])
     assert cfg.eval_gif
-    system = SimpleNamespace(c=SimpleNamespace(env=cfg.env, env_params=None))
+    # env_params is set, so only the renderer's check can decide there is nothing to draw
+    system = SimpleNamespace(c=SimpleNamespace(env=cfg.env, env_params=object()))
     row = dict(
         env_steps=10.0,
         wall_time=1.0,
