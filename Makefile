@@ -1,4 +1,7 @@
 # ald-jax: the README's two commands (make run EXP=..., make test) create the environment on first use.
+# NOVENV=1 (with PYTHON=/path/to/python): use that interpreter as it is (a cluster module, a
+# container's Python): no venv, no network; each target first checks that it has what the target
+# needs (`python -m ald_jax.doctor --check TARGET`) and the code is found through PYTHONPATH.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -13,7 +16,7 @@ GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 endif
 ifeq ($(GPU),1)
 FLAVOUR := cuda12
-EXTRAS  := dev,envs,ray,cuda12
+EXTRAS  := test,dev,envs,envpool,ray,tensorboard,cuda12
 LOCKS   := requirements.lock requirements-cuda12.lock
 # GPU memory on demand, not 75% up front per process (make test runs 2), unless the user chose.
 ifeq ($(filter-out undefined,$(foreach v,PREALLOCATE MEM_FRACTION ALLOCATOR,$(origin XLA_PYTHON_CLIENT_$(v)))),)
@@ -21,14 +24,26 @@ export XLA_PYTHON_CLIENT_PREALLOCATE := false
 endif
 else
 FLAVOUR := cpu
-EXTRAS  := dev,envs,ray
+EXTRAS  := test,dev,envs,envpool,ray,tensorboard
 LOCKS   := requirements.lock
 export JAX_PLATFORMS ?= cpu
 endif
 # One stamp per flavour: a venv made for the other flavour is completed on first use.
 STAMP  := $(VENV)/.installed-$(FLAVOUR)
 
-.PHONY: venv run test test-fast bench lint format clean compare paper gpu-check
+# What a target waits for: the venv's stamp, or with NOVENV=1 the check of $(PYTHON).
+CHECKS := check-run check-test check-test-fast check-bench check-gpu-check check-lint \
+	check-format check-compare check-paper
+ifeq ($(NOVENV),1)
+PY := $(PYTHON)
+export PYTHONPATH := $(CURDIR)/src:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+ready = check-$(1)
+else
+ready = $(STAMP)
+endif
+
+.PHONY: venv run test test-fast test-latest bench lint format clean compare paper gpu-check \
+	doctor $(CHECKS)
 
 venv: $(STAMP)
 
@@ -38,32 +53,54 @@ $(STAMP): pyproject.toml $(LOCKS)
 	$(PY) -m pip install -q $(addprefix -c ,$(LOCKS)) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-run: $(STAMP)
+$(CHECKS): check-%:
+	@$(PY) -m ald_jax.doctor --check $*
+
+run: $(call ready,run)
 	$(PY) -m ald_jax.run --exp $(EXP) $(ARGS)
 
-test: $(STAMP)
+test: $(call ready,test)
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(call ready,test-fast)
 	$(PY) -m pytest -q -x -m "not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(call ready,bench)
 	$(PY) -m ald_jax.bench $(ARGS)
 
 # Devices, roles and a short ALD vs GTrXL throughput check -> results/gpu_check.json
-gpu-check: $(STAMP)
+gpu-check: $(call ready,gpu-check)
 	$(PY) -m experiments.gpu_check $(ARGS)
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check src envs_jax experiments tests
-	$(VENV)/bin/ruff format --check src envs_jax experiments tests
+lint: $(call ready,lint)
+	$(PY) -m ruff check src envs_jax experiments tests
+	$(PY) -m ruff format --check src envs_jax experiments tests
 
-format: $(STAMP)
-	$(VENV)/bin/ruff format src envs_jax experiments tests
-	$(VENV)/bin/ruff check --fix src envs_jax experiments tests
+format: $(call ready,format)
+	$(PY) -m ruff format src envs_jax experiments tests
+	$(PY) -m ruff check --fix src envs_jax experiments tests
+
+# Python, JAX and its plugin, the packages against the tested ranges, the devices, the roles of
+# EXP (ARGS="key=value ..." applied) and the optional packages with their pip lines.
+doctor: $(if $(filter 1,$(NOVENV)),,$(STAMP))
+	$(PY) -m ald_jax.doctor --exp $(EXP) $(ARGS)
+
+# The newest releases the ranges of pyproject.toml allow (not the lock), in their own venv, and
+# the fast tests: does the next compatible release break anything? Not part of CI (the network
+# decides what it tests). PYTHON=python3.12 reaches releases that dropped Python 3.11.
+LATEST_VENV ?= .venv-latest
+comma := ,
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q ".[$(subst dev$(comma),,$(EXTRAS))]"
+	$(LATEST_VENV)/bin/python -m ald_jax.doctor --check test
+	$(LATEST_VENV)/bin/python -m ald_jax.doctor
+	$(LATEST_VENV)/bin/python -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) .pytest_cache build *.egg-info src/*.egg-info
 
 # make compare EXP=imaze9 METHODS=ald,lstm,gtrxl,asymm_ac SEEDS=5 BUDGET=5000000 [SWEEP=dprl=1,3,10,30 OUT=results/ablation_dprl]
 METHODS ?= ald,lstm,gtrxl,asymm_ac
@@ -71,11 +108,11 @@ OUT     ?= results/compare
 SEEDS   ?= 5
 BUDGET  ?=
 SWEEP   ?=
-compare: $(STAMP)
+compare: $(call ready,compare)
 	$(PY) -m experiments.compare --exp $(EXP) --methods $(METHODS) --seeds $(SEEDS) --out $(OUT) \
 		$(if $(BUDGET),--budget $(BUDGET)) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(ARGS),--set $(ARGS)) \
 		$(if $(TARGET),--target $(TARGET))
 
 # Every comparison of docs/results.md, resumable (hours on a 2-core CPU).
-paper: $(STAMP)
+paper: $(call ready,paper)
 	PY=$(PY) bash experiments/paper.sh

@@ -98,9 +98,10 @@ class StepResult(NamedTuple):
 def _import_envpool() -> Any:
     try:
         import envpool
-    except ImportError as e:  # pragma: no cover - envpool is a hard dependency of the project
+    except ImportError as e:  # config validation refuses envpool tasks without it first
         raise ImportError(
-            "EnvpoolAdapter needs the 'envpool' package (pip install envpool==1.2.5)."
+            "EnvpoolAdapter needs the optional 'envpool' package: pip install envpool (the "
+            "'envpool' extra of ald-jax; its tested range is in pyproject.toml)."
         ) from e
     return envpool
 

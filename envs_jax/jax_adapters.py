@@ -80,8 +80,8 @@ __all__ = [
 #: prefix -> (module to import, pip package pinned by the ``envs`` extra).
 LIBRARIES = {"gymnax": ("gymnax", "gymnax"), "xminigrid": ("xminigrid", "xminigrid")}
 INSTALL_HINT = (
-    "install the optional 'envs' extra: .venv/bin/pip install -c requirements.lock -e '.[envs]' "
-    "(make run / make test install it)"
+    "install the optional 'envs' extra: pip install -e '.[envs]' (make run / make test install "
+    "it; `python -m ald_jax.doctor` prints the exact pip line)"
 )
 #: gymnax's ``max_steps_in_episode`` while asking ``step_env`` for the env's own end only.
 NO_LIMIT = 2**30

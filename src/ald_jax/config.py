@@ -365,13 +365,17 @@ def _check_runtime(config: Config) -> None:
             f"runtime='ray' needs mode='threaded' (mode={config.mode!r}: the lockstep schedule "
             "runs every stage on one thread of this process)"
         )
-    import importlib.util
+    _require_package("ray", "runtime", config.runtime)
 
-    if importlib.util.find_spec("ray") is None:
-        raise ConfigError(
-            "runtime='ray': Ray is not installed; install the ray extra "
-            "(pip install -c requirements.lock -e '.[ray]'; `make test` installs it)"
-        )
+
+def _require_package(dist: str, field: str, value: object) -> None:
+    """``ConfigError`` naming ``field=value``, the optional package ``dist`` it needs and the pip
+    line, when ``dist`` is not installed (checked without importing it)."""
+    from ald_jax.deps import missing_message
+
+    message = missing_message(dist, field, value)
+    if message is not None:
+        raise ConfigError(message)
 
 
 DEVICE_NAME = re.compile(r"^(cpu|cuda|rocm|tpu):\d+$")
@@ -415,6 +419,7 @@ def _check_env(config: Config) -> None:
             f"space take a key; env={config.env!r} needs env_obs_key='' (empty)"
         )
     if config.env.startswith("envpool:"):
+        _require_package("envpool", "env", config.env)
         import envpool
 
         if config.eval_interval:
@@ -438,6 +443,7 @@ def _check_env(config: Config) -> None:
     from envs_jax import LIBRARY_PREFIXES, check_env_name, registered_envs  # no compile
 
     if config.env.startswith(LIBRARY_PREFIXES):  # gymnax:<id>, xminigrid:<id>
+        _require_package(config.env.split(":", 1)[0], "env", config.env)
         try:
             check_env_name(config.env)  # imports the library; nothing is jitted
         except (ValueError, ImportError) as e:

@@ -1,4 +1,5 @@
-"""Metric rows of a run: JSONL + CSV + TensorBoard (tensorboardX), written by the main thread."""
+"""Metric rows of a run: JSONL + CSV + TensorBoard (tensorboardX, optional), written by the main
+thread."""
 
 from __future__ import annotations
 
@@ -18,9 +19,17 @@ def to_float(x) -> float:
 
 class MetricsWriter:
     """Appends one row per call to ``metrics.jsonl`` and ``metrics.csv`` and logs scalars to
-    TensorBoard under ``run_dir/tb``. ``step`` is the env-step count (the x-axis of the paper)."""
+    TensorBoard under ``run_dir/tb``. ``step`` is the env-step count (the x-axis of the paper).
+    Without tensorboardX (an optional package) the TensorBoard logs are off and ``log`` says so
+    once, with the pip line that adds them."""
 
-    def __init__(self, run_dir: str, tensorboard: bool = True, resume_env_steps: int | None = None):
+    def __init__(
+        self,
+        run_dir: str,
+        tensorboard: bool = True,
+        resume_env_steps: int | None = None,
+        log=print,
+    ):
         self.run_dir = run_dir
         os.makedirs(run_dir, exist_ok=True)
         if resume_env_steps is not None:
@@ -30,11 +39,9 @@ class MetricsWriter:
         self._csv_fields: list[str] | None = None
         self._tb = None
         if tensorboard:
-            from tensorboardX import SummaryWriter
-
             # purge_step: TensorBoard drops events logged after the checkpoint we resume from
             purge = None if resume_env_steps is None else resume_env_steps + 1
-            self._tb = SummaryWriter(os.path.join(run_dir, "tb"), purge_step=purge)
+            self._tb = _tensorboard_writer(os.path.join(run_dir, "tb"), purge, log)
 
     def _truncate(self, env_steps: int) -> None:
         """On resume: keep only the rows up to the checkpoint, so nothing is logged twice."""
@@ -104,6 +111,21 @@ class MetricsWriter:
             self._csv.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _tensorboard_writer(path: str, purge_step: int | None, log):
+    """tensorboardX's ``SummaryWriter``, or None (said in one line) when it is not installed."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        from ald_jax.deps import pip_line
+
+        log(
+            "[ald-jax] TensorBoard logs off: tensorboardX is not installed (metrics go to "
+            f"metrics.csv and metrics.jsonl; to add them: {pip_line('tensorboardX')})"
+        )
+        return None
+    return SummaryWriter(path, purge_step=purge_step)
 
 
 def read_jsonl(path: str) -> list[dict]:

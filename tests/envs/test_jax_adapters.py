@@ -291,5 +291,5 @@ def test_validate_accepts_library_envs(no_compile):
 
 def test_validate_says_how_to_install_a_missing_library(monkeypatch):
     monkeypatch.setitem(sys.modules, "xminigrid", None)  # import xminigrid -> ImportError
-    with pytest.raises(ConfigError, match=r"not installed.*pip install .*\[envs\]"):
+    with pytest.raises(ConfigError, match=r"'xminigrid', which is not installed.*pip install 'xm"):
         validate(Config(env="xminigrid:MiniGrid-MemoryS16"))

@@ -146,6 +146,7 @@ def test_the_eval_columns_appear_in_a_threaded_run_from_the_first_row(tmp_path, 
 
 
 def test_eval_interval_is_refused_for_envpool_envs_before_compiling():
+    pytest.importorskip("envpool")  # the envpool extra; `make test` installs it
     cfg = load_config("debug", ["env=envpool:CartPole-v1"])
     with pytest.raises(ConfigError, match="eval_interval=5.*JAX environments only"):
         validate(cfg.replace(eval_interval=5))
@@ -154,6 +155,7 @@ def test_eval_interval_is_refused_for_envpool_envs_before_compiling():
 def test_the_closing_lines_say_when_an_env_cannot_be_drawn(tmp_path):
     """``finish`` on an env without a renderer of ours (here XLand-MiniGrid) says there is no GIF
     instead of printing ``evaluation episode: None``, and still writes ``summary.json``."""
+    pytest.importorskip("xminigrid")  # the envs extra; `make test` installs it
     cfg = load_config("xmg_memory16", [f"run_dir={tmp_path}"])
     assert cfg.eval_gif
     # env_params is set, so only the renderer's check can decide there is nothing to draw

@@ -140,6 +140,7 @@ def test_cli_rejects_bad_input_before_compiling():
 
 
 def test_envpool_env_runs_through_the_same_pipeline_with_masked_reset_steps():
+    pytest.importorskip("envpool")  # the envpool extra; `make test` installs it
     system = _system(env="envpool:CartPole-v1", method="ald", mode="lockstep")
     seen_invalid = []
     learn = system.learn
@@ -159,6 +160,7 @@ def test_envpool_env_runs_through_the_same_pipeline_with_masked_reset_steps():
 def test_unknown_envpool_task_is_rejected():
     from ald_jax.config import ConfigError
 
+    pytest.importorskip("envpool")
     with pytest.raises(ConfigError, match="'CartPol-v1' is not an envpool task.*CartPole-v1"):
         validate(Config(**{**TINY, "env": "envpool:CartPol-v1"}))
 
