@@ -132,9 +132,9 @@ def test_without_a_source_tree_the_ranges_come_from_the_package_metadata(monkeyp
     monkeypatch.setattr(deps.importlib.metadata, "requires", lambda dist: requires)
     monkeypatch.setattr(deps.importlib.metadata, "metadata", lambda dist: {})
     assert deps.requirement_groups() == {
-        "core": ["jax<0.12,>=0.10.2", "flax<0.13,>=0.12.8"],
-        "ray": ["ray<3,>=2.60.0"],
-        "test": ["pytest<10,>=8"],
+        "core": ["jax>=0.10.2,<0.12", "flax>=0.12.8,<0.13"],
+        "ray": ["ray>=2.60.0,<3"],
+        "test": ["pytest>=8,<10"],
     }
     assert deps.source() == "the installed ald-jax metadata"
     assert doctor.status("0.11.0", deps.requirement("jax")) == "ok"

@@ -103,8 +103,15 @@ def requirement_groups() -> dict[str, list[str]]:
     for line in requires:
         req, _, marker = line.partition(";")
         extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
-        groups.setdefault(extra.group(1) if extra else "core", []).append(req.strip())
+        groups.setdefault(extra.group(1) if extra else "core", []).append(_lower_first(req))
     return groups
+
+
+def _lower_first(req: str) -> str:
+    """``'jax<0.12,>=0.10.2'`` (the metadata's order) as ``'jax>=0.10.2,<0.12'``."""
+    name, extras, rest = re.match(r"^\s*([A-Za-z0-9._-]+)(\[[^\]]*\])?(.*)$", req).groups()
+    specs = [s.strip() for s in rest.split(",") if s.strip()]
+    return name + (extras or "") + ",".join(sorted(specs, key=lambda s: not s.startswith(">")))
 
 
 def requirement(dist: str) -> str:
