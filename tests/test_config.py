@@ -59,6 +59,13 @@ BAD_OVERRIDES = [
     ("learning_rate=fast", "expected float"),
     ("batchsize=64", "did you mean batch_size"),
     ("nonsense", "key=value"),
+    ("distill_kl=forward", "learner_actor"),
+    ("learner_reg_kl=reverse", "actor_learner"),
+    ("replay_half_life=-1", "uniform"),
+    ("distill_burn_in=-1", "distill_burn_in=-1"),
+    ("distill_burn_in=20", "unroll_length"),
+    ("vmpo_importance=maybe", "true/false"),
+    ("vtrace_pg_rho=2", "true/false"),
 ]
 
 

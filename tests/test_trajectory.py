@@ -91,15 +91,3 @@ def test_batch_shardings_split_the_batch_axis_of_each_field():
     lead = trajectory.batch_shardings(_traj(rng, 2, leading=(4,)), mesh, leading=1)
     assert lead.action.spec == PartitionSpec(None, None, "data")
     assert lead.learner.state[0].spec == PartitionSpec(None, "data")
-
-
-def test_merge_device_local_is_concat_reordered_device_by_device():
-    rng = np.random.default_rng(4)
-    N, B, D = 3, 4, 2
-    batches = [_traj(rng, B) for _ in range(N)]
-    merged = jax.jit(lambda bs: trajectory.merge_device_local(bs, D))(tuple(batches))
-    # device d's columns: its own B/D columns of batch 0, then of batch 1, ...
-    order = [n * B + d * (B // D) + j for d in range(D) for n in range(N) for j in range(B // D)]
-    _equal(merged, _columns(trajectory.concat(batches), order))
-    one = jax.jit(lambda bs: trajectory.merge_device_local(bs, 1))(tuple(batches))
-    _equal(one, jax.device_get(trajectory.concat(batches)))

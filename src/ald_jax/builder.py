@@ -252,12 +252,20 @@ def _updates(cfg: Config, actor_net, learner_net, roles: DeviceRoles):
         popart_decay=cfg.popart_decay,
         value_coef=cfg.value_coef,
         learner_reg=cfg.learner_reg if cfg.method == "ald" else 0.0,
+        learner_reg_kl=cfg.learner_reg_kl,
+        vmpo_importance=cfg.vmpo_importance,
+        vtrace_pg_rho=cfg.vtrace_pg_rho,
     )
     if cfg.method != "ald":
         return jax.jit(learner_update), learner_opt, None, None
     distill_opt = optax.adam(cfg.distill_learning_rate)
     distill = make_distill_update(
-        actor_net, distill_opt, alpha_pi=cfg.alpha_pi, alpha_v=cfg.alpha_v
+        actor_net,
+        distill_opt,
+        alpha_pi=cfg.alpha_pi,
+        alpha_v=cfg.alpha_v,
+        kl_direction=cfg.distill_kl,
+        burn_in=cfg.distill_burn_in,
     )
     return (
         jax.jit(learner_update),
@@ -302,6 +310,7 @@ class Schedule:
     learner_steps_per_update: int
     distill_steps_per_update: int
     replay_capacity: int
+    replay_half_life: float
     queue_capacity: int
     stats_window: int
     on_nan: str

@@ -27,6 +27,9 @@ ON_NAN = ("stop", "skip")
 # observation torso of both networks (ald_jax.networks.torso.TORSOS; kept here so that config
 # imports no JAX): auto = conv for rank-3 images with both spatial sides >= 7, else mlp
 TORSOS = ("auto", "mlp", "conv")
+# direction of a distillation KL (ald_jax.losses.distill.KL_DIRECTIONS): actor_learner =
+# KL(pi_A || pi_L) (the SPEC's), learner_actor = KL(pi_L || pi_A) (weighted by the learner)
+KL_DIRECTIONS = ("actor_learner", "learner_actor")
 
 
 class ConfigError(ValueError):
@@ -80,6 +83,13 @@ class Config:
     value_coef: float = 1.0
     vtrace: str = "auto"  # auto = on for ald, off for the baselines
     learner_reg: float = 0.1  # weight of KL(pi_A || pi_L) on the learner (ald only)
+    # --- off-policy switches of the learner (ald; issue 27, docs/design.md "Losses") --------
+    learner_reg_kl: str = "actor_learner"  # the regulariser's KL direction (KL_DIRECTIONS)
+    # weight the V-MPO E-step's sampled actions by pi_target(a) / pi_A(a) (self-normalised)
+    vmpo_importance: bool = False
+    # V-trace's policy advantage carries min(1, rho_t) (true: V-trace's own form); false: the
+    # advantage r_t + gamma v_s(t+1) - V(x_t) without it
+    vtrace_pg_rho: bool = True
     # --- distillation (ald) -----------------------------------------------------------------
     actor_period: int = 10  # K_A: distill (ald) or learner (baselines) updates per actor refresh
     alpha_pi: float = 1.0
@@ -88,6 +98,12 @@ class Config:
     num_distill: int = 1  # N_D: batches per distill update (spread over devices)
     distill_learning_rate: float = 1e-4
     replay_capacity: int = 128  # batches of [T_U, batch_size] kept in the FIFO
+    # 0 = uniform sampling; h > 0: a batch k batches older than the newest is drawn with
+    # probability proportional to 2^(-k/h) (fresher teachers; issue 27)
+    replay_half_life: float = 0.0
+    distill_kl: str = "actor_learner"  # the actor's policy distillation KL (KL_DIRECTIONS)
+    # leading steps of each replayed chunk that only refresh the actor's stored state (no loss)
+    distill_burn_in: int = 0
     # --- devices (docs/design.md, "Devices") --------------------------------------------------
     actor_device: str = "cpu"  # cpu (the host CPU device), or cpu:N / cuda:N
     learner_device: str = "auto"  # learner + runner; auto = the first accelerator, else cpu:0
@@ -180,6 +196,8 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "dprl": (lambda v: v > 0, "a number > 0"),
     "num_distill": (lambda v: v >= 1, "an integer >= 1 (N_D)"),
     "replay_capacity": (lambda v: v >= 1, "an integer >= 1"),
+    "replay_half_life": (lambda v: v >= 0, "a number >= 0 (batches; 0 = uniform sampling)"),
+    "distill_burn_in": (lambda v: v >= 0, "an integer >= 0 (steps; < unroll_length)"),
     "num_actors": (lambda v: v >= 1, "an integer >= 1 (N_A)"),
     "envs_per_actor": (lambda v: v >= 1, "an integer >= 1"),
     "chunks_per_call": (lambda v: 1 <= v <= 1024, "an integer in [1, 1024]"),
@@ -206,6 +224,8 @@ _CHOICES = {
     "on_actor_failure": ("restart", "stop"),
     "transfer_guard": TRANSFER_GUARDS,
     "torso": TORSOS,
+    "distill_kl": KL_DIRECTIONS,
+    "learner_reg_kl": KL_DIRECTIONS,
 }
 
 
@@ -334,6 +354,11 @@ def validate(config: Config) -> Config:
             if not check(value):
                 raise ConfigError(f"{f.name}={value!r}: must be {rule}")
     _check_env(config)
+    if config.distill_burn_in >= config.unroll_length:
+        raise ConfigError(
+            f"distill_burn_in={config.distill_burn_in}: must be < unroll_length="
+            f"{config.unroll_length} (the burn-in steps of a chunk get no loss)"
+        )
     if config.batch_size % config.envs_per_actor:
         raise ConfigError(
             f"batch_size={config.batch_size}: must be a multiple of "

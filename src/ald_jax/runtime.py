@@ -157,7 +157,9 @@ class System:
         if comps.distills:
             mesh = roles.distill_mesh()
             place = lambda b: jax.device_put(b, trajectory.batch_shardings(b, mesh))  # noqa: E731
-            self.replay = Replay(sch.replay_capacity, seed=sch.seed, place=place)
+            self.replay = Replay(
+                sch.replay_capacity, seed=sch.seed, place=place, half_life=sch.replay_half_life
+            )
         self.counters = Counters(
             actor_env_steps=[0] * sch.num_actors, actor_busy=[0.0] * sch.num_actors
         )
@@ -231,9 +233,10 @@ class System:
         return list(batches)
 
     def add_batch(self, batch: Trajectory) -> Trajectory:
-        """ALD archives ``batch`` in replay (one transfer to the distill devices)."""
+        """ALD archives ``batch`` in replay (one transfer to the distill devices), stamped with
+        the learner update count (the age of its teacher outputs is counted from there)."""
         if self.replay is not None:
-            self.replay.add(batch)
+            self.replay.add(batch, stamp=self.counters.learner_updates)
         return batch
 
     def learn(self, batch: Trajectory) -> None:
@@ -258,12 +261,16 @@ class System:
     def distill(self) -> None:
         sch = self.schedule
         t0 = time.perf_counter()
-        batches = self.replay.sample(sch.num_distill)
+        batches, stamps = self.replay.sample(sch.num_distill)
         self.distill_state, metrics = self.c.distill_update(self.distill_state, batches)
         skipped = self._check_finite("distill", metrics, metrics.get("distill/skipped_update"))
-        step = self.counters.distill_updates + (0 if skipped else 1)
-        if not skipped and step % sch.actor_period == 0:
+        # one optimizer step per batch (learners/distill.py); K_A counts those steps
+        before = self.counters.distill_updates
+        step = before + sch.num_distill - skipped
+        if step // sch.actor_period > before // sch.actor_period:
             self.publish_actor(self.distill_state.params)  # one copy to the actor device
+        ages = [self.counters.learner_updates - stamp for stamp in stamps]
+        metrics = {**metrics, "distill/teacher_age_updates": float(np.mean(ages))}
         with self.progress:
             self.distill_metrics = metrics
             self.counters.distill_updates = step
@@ -315,20 +322,21 @@ class System:
         c = self.counters
         return interval > 0 and c.learner_updates >= c.evaluations * interval
 
-    def _check_finite(self, who: str, metrics: dict, skipped) -> bool:
+    def _check_finite(self, who: str, metrics: dict, skipped) -> int:
         """Acts on the update's non-finite guard (the update itself was already skipped);
-        returns whether it was skipped."""
-        if skipped is None or float(jax.device_get(skipped)) == 0.0:
-            return False
+        returns how many of its steps were skipped (0 or 1; a distill call: up to ``N_D``)."""
+        count = 0 if skipped is None else int(round(float(jax.device_get(skipped))))
+        if count == 0:
+            return 0
         names = nonfinite_names(jax.device_get(metrics))
         with self.lock:
-            self.counters.skipped_updates += 1
+            self.counters.skipped_updates += count
         if self.schedule.on_nan == "stop":
             raise FloatingPointError(
                 f"non-finite {', '.join(names)} in a {who} update: the update was skipped and "
                 "the run stops (on_nan=stop; on_nan=skip skips such updates and goes on)"
             )
-        return True
+        return count
 
     # ---- DpRL bookkeeping --------------------------------------------------------------------
     def distill_due(self, slack_updates: int = 0) -> bool:
@@ -349,7 +357,12 @@ class System:
         if self.replay is not None:
             state = self.replay.state_dict()
             replay_items = state["items"]
-            replay_meta = {"rng": state["rng"], "added": state["added"], "count": len(replay_items)}
+            replay_meta = {
+                "rng": state["rng"],
+                "added": state["added"],
+                "count": len(replay_items),
+                "stamps": state["stamps"],
+            }
         pending = list(self.pending)
         tree = self._state_tree(replay_items, [call.trajs for call in pending])
         with self.lock:
@@ -415,7 +428,9 @@ class System:
         if self.replay is not None and meta["replay"]:
             r = meta["replay"]
             items = unstack(tree["replay"], r["count"])
-            self.replay.load_state_dict({"items": items, "rng": r["rng"], "added": r["added"]})
+            self.replay.load_state_dict(
+                {"items": items, "rng": r["rng"], "added": r["added"], "stamps": r.get("stamps")}
+            )
         trajs = unstack(tree["pending"], len(meta["pending"])) if meta["pending"] else []
         self.pending = [
             ActorCall(a, v, jax.device_put(t, roles.actor))

@@ -103,25 +103,6 @@ def batch_shardings(traj: Trajectory, mesh: Mesh, leading: int = 0) -> Trajector
     return map_fields(spec, traj)
 
 
-def merge_device_local(batches: Sequence[Trajectory], num_devices: int) -> Trajectory:
-    """``N`` batches of ``B`` columns -> one batch of ``N * B`` columns, ordered so that each
-    device's part is the concatenation of its own parts of the ``N`` batches (no data moves
-    between devices when every batch's columns are split over ``num_devices``). With one device
-    this is ``concat``. Use inside ``jit``.
-    """
-    if len(batches) == 1:
-        return batches[0]
-
-    def merge(axis, *xs):
-        x = jnp.stack(xs, axis=axis)  # [..., N, B, ...] with N at the batch axis
-        n, b = x.shape[axis], x.shape[axis + 1]
-        shape = x.shape[:axis] + (n, num_devices, b // num_devices) + x.shape[axis + 2 :]
-        x = jnp.swapaxes(x.reshape(shape), axis, axis + 1)  # [..., D, N, B/D, ...]
-        return x.reshape(x.shape[:axis] + (n * b,) + x.shape[axis + 3 :])
-
-    return map_fields(merge, *batches)
-
-
 def without_learner_state(traj: Trajectory) -> Trajectory:
     """What replay keeps: everything but the learner's recurrent state (distillation only needs
     the actor's)."""

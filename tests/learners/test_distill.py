@@ -168,3 +168,33 @@ def test_data_parallel_distill_on_two_fake_devices_matches_one_device():
         [sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, timeout=300
     )
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_burn_in_steps_only_refresh_the_state():
+    # distill_burn_in=b: the loss is the full unroll's loss on steps >= b (the state carried
+    # through the first b steps by the current params), and the teacher's first b steps play
+    # no part (garbage there changes nothing).
+    student, teacher = _nets()
+    key = jax.random.PRNGKey(3)
+    obs0 = jnp.zeros(OBS_SHAPE, jnp.uint8)
+    sparams = student.init(key, obs0)
+    tparams = teacher.init(jax.random.PRNGKey(4), obs0)
+    batch = _batch(key, student, sparams, teacher, tparams)
+    b = 3
+    opt = optax.sgd(0.0)
+    state = init_distill_state(sparams, opt)
+    _, metrics = jax.jit(make_distill_update(student, opt, alpha_v=1.0, burn_in=b))(state, batch)
+    out, _ = student.unroll(sparams, batch.obs[:-1], batch.first[:-1], batch.actor_state)
+    mask = batch.valid.at[:b].set(False)
+    kl = np.asarray(categorical_kl(out.logits, batch.learner.logits[:-1]))
+    expected_kl = kl[np.asarray(mask)].mean()
+    np.testing.assert_allclose(metrics["distill/policy_distill_loss"], expected_kl, rtol=1e-5)
+    dirty = batch._replace(
+        learner=batch.learner._replace(logits=batch.learner.logits.at[:b].set(jnp.nan))
+    )
+    _, dirty_metrics = jax.jit(make_distill_update(student, opt, alpha_v=1.0, burn_in=b))(
+        state, dirty
+    )
+    np.testing.assert_allclose(dirty_metrics["distill/policy_distill_loss"], expected_kl, rtol=1e-5)
+    _, plain = jax.jit(make_distill_update(student, opt, alpha_v=1.0))(state, batch)
+    assert abs(float(plain["distill/policy_distill_loss"]) - expected_kl) > 1e-4

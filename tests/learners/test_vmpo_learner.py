@@ -12,6 +12,7 @@ from ald_jax.losses import popart as popart_lib
 from ald_jax.networks import GTrXLNetwork, LSTMNetwork
 from ald_jax.testing import fake_trajectory
 from ald_jax.types import Trajectory
+from tests.reference.losses_np import np_vtrace
 
 OBS_SHAPE = (2, 3, 2)
 NUM_ACTIONS = 2
@@ -212,3 +213,50 @@ def test_update_compiles_once(gtrxl_setup):
             state, _learner_batch(net, params, jax.random.PRNGKey(i), reward_scale=1.0)
         )
     assert len(TRACES) == 1
+
+
+def _update_metrics(net, params, batch, **switches):
+    opt = optax.sgd(0.0)
+    update = make_learner_update(net, opt, gamma=0.9, use_vtrace=True, **switches)
+    state = init_learner_state(params, opt, eta_init=1.0, alpha_init=1.0)
+    return jax.jit(update)(state, batch)[1]
+
+
+def test_vtrace_advantage_without_rho_against_numpy():
+    # vtrace_pg_rho=False: V-MPO gets r_t + gamma_t v_s(t+1) - V(x_t), V-trace's advantage
+    # without its min(1, rho_t); the value targets are V-trace's either way.
+    net = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=8, torso_sizes=(8,))
+    params = net.init(jax.random.PRNGKey(5), jnp.zeros(OBS_SHAPE, jnp.uint8))
+    batch = _learner_batch(net, params, jax.random.PRNGKey(6), reward_scale=1.0)
+    out, _ = net.unroll(params, batch.obs, batch.first, batch.learner.state)
+    v = np.asarray(out.value, np.float64)  # PopArt starts at mu 0, sigma 1
+    log_pi = np.asarray(jax.nn.log_softmax(out.logits[:-1]))
+    log_mu = np.asarray(jax.nn.log_softmax(batch.behaviour_logits))
+    a = np.asarray(batch.action)[..., None]
+    log_rhos = (np.take_along_axis(log_pi, a, -1) - np.take_along_axis(log_mu, a, -1))[..., 0]
+    r, disc = np.asarray(batch.reward), 0.9 * np.asarray(batch.discount)
+    vs, adv_rho = np_vtrace(v[:-1], v[1:], r, disc, log_rhos)
+    vs_next = np.concatenate([vs[1:], v[-1:]], axis=0)
+    adv_plain = r + disc * vs_next - v[:-1]
+    assert np.abs(adv_plain - adv_rho).max() > 1e-3  # the two differ on this batch
+    with_rho = _update_metrics(net, params, batch)
+    without = _update_metrics(net, params, batch, vtrace_pg_rho=False)
+    np.testing.assert_allclose(with_rho["advantage_mean"], adv_rho.mean(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(without["advantage_mean"], adv_plain.mean(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(without["returns_mean"], vs.mean(), rtol=1e-4, atol=1e-6)
+
+
+def test_importance_weights_are_target_over_behaviour():
+    # vmpo_importance=True: data acted by the target policy itself (weights 1) change nothing;
+    # data from another policy change the E-step (its effective sample size).
+    net = LSTMNetwork(num_actions=NUM_ACTIONS, hidden_size=8, torso_sizes=(8,))
+    params = net.init(jax.random.PRNGKey(7), jnp.zeros(OBS_SHAPE, jnp.uint8))
+    batch = _learner_batch(net, params, jax.random.PRNGKey(8), reward_scale=1.0)
+    on_policy = batch._replace(behaviour_logits=batch.learner.logits[:-1])
+    plain = _update_metrics(net, params, on_policy)
+    weighted = _update_metrics(net, params, on_policy, vmpo_importance=True)
+    for k in ("vmpo/effective_sample_size", "vmpo/temperature_loss", "loss/policy"):
+        np.testing.assert_allclose(weighted[k], plain[k], rtol=1e-5)
+    off = _update_metrics(net, params, batch, vmpo_importance=True)
+    ref = _update_metrics(net, params, batch)
+    assert abs(float(off["vmpo/effective_sample_size"] - ref["vmpo/effective_sample_size"])) > 1e-3

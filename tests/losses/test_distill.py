@@ -12,7 +12,7 @@ import numpy as np
 from absl.testing import parameterized
 
 from ald_jax.losses import common, distill
-from tests.reference.losses_np import np_distill, np_kl_batch, np_masked_mean
+from tests.reference.losses_np import np_distill, np_kl_batch, np_masked_mean, np_softmax
 
 T, B, A = 4, 3, 5
 
@@ -175,3 +175,80 @@ class CommonTest(chex.TestCase):
         # Garbage at masked steps changes nothing.
         dirty = np.where(x["mask"], x["learner_value"], np.nan)
         np.testing.assert_allclose(fn(x["actor_value"], dirty, x["mask"])[0], loss, rtol=1e-6)
+
+
+def _np_forward(x):
+    """The learner-weighted direction by hand: ``L = mean_valid KL(pi_L || pi_A)`` and, with
+    ``q = pi_L``, ``p = pi_A``: ``dL/d actor_logits = (p - q) / n`` (cross-entropy to the
+    teacher), ``dL/d learner_logits = q (log q - log p - KL) / n``."""
+    t_len, b_len, _ = x["actor_logits"].shape
+    valid = [(t, b) for t in range(t_len) for b in range(b_len) if x["mask"][t, b]]
+    n = len(valid)
+    loss, g_actor = 0.0, np.zeros(x["actor_logits"].shape)
+    g_learner = np.zeros(x["actor_logits"].shape)
+    for t, b in valid:
+        p = np_softmax(x["actor_logits"][t, b].astype(np.float64))
+        q = np_softmax(x["learner_logits"][t, b].astype(np.float64))
+        kl = float(np.sum(q * (np.log(q) - np.log(p))))
+        loss += kl / n
+        g_actor[t, b] = (p - q) / n
+        g_learner[t, b] = q * (np.log(q) - np.log(p) - kl) / n
+    return loss, g_actor, g_learner
+
+
+class KLDirectionTest(chex.TestCase):
+    """issue 27, cause 1: ``direction="learner_actor"`` is KL(pi_L || pi_A) for either term."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_actor_forward_kl_and_gradient_match_numpy(self):
+        x = _inputs(11)
+        fn = functools.partial(distill.actor_distill_loss, direction="learner_actor")
+        loss, (g_actor, g_learner) = self.variant(jax.value_and_grad(fn, argnums=(0, 1)))(
+            x["actor_logits"], x["learner_logits"], x["mask"]
+        )
+        ref_loss, ref_g_actor, _ = _np_forward(x)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(g_actor, ref_g_actor, rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(g_learner, 0.0)
+        # not the default direction: the two differ on these inputs
+        reverse = distill.actor_distill_loss(x["actor_logits"], x["learner_logits"], x["mask"])
+        self.assertGreater(abs(float(loss) - float(reverse)), 1e-2)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_learner_regularizer_forward_kl_matches_numpy(self):
+        x = _inputs(12)
+        fn = functools.partial(distill.learner_regularizer_loss, direction="learner_actor")
+        loss, (g_learner, g_actor) = self.variant(jax.value_and_grad(fn, argnums=(0, 1)))(
+            x["learner_logits"], x["actor_logits"], x["mask"]
+        )
+        ref_loss, _, ref_g_learner = _np_forward(x)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(g_learner, ref_g_learner, rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(g_actor, 0.0)
+
+    def test_forward_gradient_does_not_vanish_where_the_actor_is_rare(self):
+        # The actor puts ~1e-6 on action 0, which the teacher prefers: the actor-weighted KL's
+        # gradient on that logit is ~p(0) (tiny), the teacher-weighted one ~q(0) - p(0).
+        actor = jnp.array([[[-14.0, 0.0, 0.0]]])
+        teacher = jnp.array([[[2.0, 0.0, 0.0]]])
+        mask = jnp.ones((1, 1))
+        grads = {
+            d: jax.grad(distill.actor_distill_loss)(actor, teacher, mask, d)[0, 0, 0]
+            for d in distill.KL_DIRECTIONS
+        }
+        q0 = float(np_softmax(np.array([2.0, 0.0, 0.0]))[0])
+        self.assertLess(abs(float(grads["actor_learner"])), 1e-4)
+        np.testing.assert_allclose(float(grads["learner_actor"]), -q0, rtol=1e-4)
+
+    def test_ald_loss_passes_the_direction(self):
+        x = _inputs(13)
+        loss, stats = distill.ald_loss(
+            x["actor_logits"], x["actor_value"], x["learner_logits"], x["learner_value"],
+            x["mask"], alpha_pi=1.0, alpha_v=0.0, direction="learner_actor",
+        )  # fmt: skip
+        np.testing.assert_allclose(stats.policy_distill_loss, _np_forward(x)[0], rtol=1e-5)
+
+    def test_unknown_direction_is_refused(self):
+        x = _inputs(14)
+        with self.assertRaisesRegex(ValueError, "learner_actor"):
+            distill.actor_distill_loss(x["actor_logits"], x["learner_logits"], x["mask"], "up")

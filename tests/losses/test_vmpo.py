@@ -352,3 +352,62 @@ class VMPOBanditTest(chex.TestCase):
         # As the policy converges the advantages shrink, so the temperature must follow them down.
         self.assertLess(float(stats.eta), 0.5)
         self.assertTrue(np.isfinite(float(stats.alpha)))
+
+
+def _weighted(x, log_weights):
+    """``_loss_and_grads`` with ``log_weights`` (an array: not a cacheable keyword)."""
+    fn = lambda *args: vmpo_loss(*args, log_weights=log_weights)  # noqa: E731
+    grad_fn = jax.jit(jax.value_and_grad(fn, argnums=(0, 3, 5, 6), has_aux=True))
+    return grad_fn(*[x[k] for k in _ARG_ORDER], x["eta_raw"], x["alpha_raw"])
+
+
+class VMPOImportanceWeightTest(chex.TestCase):
+    """issue 27, cause 4: ``log_weights`` makes the sample-based E-step self-normalised."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_hand_example(self):
+        # Advantages [[1, 2], [3, 4]], top half = {3, 4}, eta = 1; weights w = [2, 1/2] on the
+        # selected steps: psi = w e^A / sum = [2 e^3, e^4 / 2] / (2 e^3 + e^4 / 2);
+        # temperature loss = 0.1 + log((2 e^3 + e^4 / 2) / (2 + 1/2)).
+        logits = jnp.zeros((2, 2, 2))
+        raw_one = jnp.float32(math.log(math.e - 1.0))
+        log_w = jnp.log(jnp.array([[7.0, 9.0], [2.0, 0.5]]))  # unselected weights play no part
+        _, stats = self.variant(functools.partial(vmpo_loss, log_weights=log_w))(
+            logits, logits, jnp.zeros((2, 2), jnp.int32), jnp.array([[1.0, 2.0], [3.0, 4.0]]),
+            jnp.ones((2, 2)), raw_one, raw_one,
+        )  # fmt: skip
+        num = np.array([2 * math.exp(3), 0.5 * math.exp(4)])
+        psi = num / num.sum()
+        temp = 0.1 + math.log(num.sum() / 2.5)
+        np.testing.assert_allclose(stats.temperature_loss, temp, rtol=1e-5)
+        np.testing.assert_allclose(stats.effective_sample_size, 1 / np.sum(psi**2), rtol=1e-5)
+        # policy loss: -sum psi log(1/2) = log 2 whatever psi; the ESS tells the weights apart
+        np.testing.assert_allclose(stats.policy_loss, math.log(2), rtol=1e-5)
+
+    def test_psi_and_temperature_gradient_against_numpy(self):
+        x = _inputs(21)
+        rng = np.random.default_rng(21)
+        log_w = rng.normal(size=x["advantages"].shape).astype(np.float32)
+        (loss, stats), (g_logits, _, g_eta, _) = _weighted(x, log_w)
+        eta = math.log1p(math.exp(float(x["eta_raw"]))) + 1e-8
+        ref = np_vmpo(**x)  # the selection does not depend on the weights
+        sel = ref["selected"]
+        a = x["advantages"].astype(np.float64)
+        z = np.where(sel, np.exp(a / eta + log_w), 0.0)
+        psi = z / z.sum()
+        # d/d online logits of the M-step part: -psi (onehot - pi); compare via the policy loss
+        log_pi = jax.nn.log_softmax(x["online_logits"])
+        log_pi_a = np.take_along_axis(np.asarray(log_pi), x["actions"][..., None], -1)[..., 0]
+        np.testing.assert_allclose(stats.policy_loss, -np.sum(psi * log_pi_a), rtol=1e-5)
+        # dL_eta/deta = eps + log(sum w e^{A/eta} / sum w) - sum psi A / eta
+        lme = math.log(z.sum() / np.where(sel, np.exp(log_w), 0.0).sum())
+        d_eta = 0.1 + lme - float(np.sum(psi * a)) / eta
+        sig = 1 / (1 + math.exp(-float(x["eta_raw"])))
+        np.testing.assert_allclose(g_eta, sig * d_eta, rtol=1e-4, atol=1e-6)
+        self.assertTrue(np.all(np.isfinite(np.asarray(g_logits))))
+
+    def test_zero_log_weights_change_nothing(self):
+        x = _inputs(22)
+        plain = _loss_and_grads(jax.jit, x)
+        zeros = _weighted(x, np.zeros_like(x["advantages"]))
+        chex.assert_trees_all_close(plain, zeros, rtol=1e-6, atol=1e-7)

@@ -4,13 +4,16 @@
 Batches come from replay and already hold the learner runner's outputs (``batch.learner``:
 logits and values). The actor is unrolled from the recurrent state recorded when the chunk was
 collected (``batch.actor_state``) -- a stored-state approximation: that state was computed by
-the actor params of that time, as in R2D2.
+the actor params of that time, as in R2D2. ``burn_in`` > 0 unrolls the first steps of the chunk
+only to refresh that state with the current params (no loss, no gradient through them), as
+R2D2's burn-in.
 
-Data parallelism (docs/design.md, "Devices"): the update is written for one batch ``[T, B]``;
-``jit_distill_update`` takes the ``N_D`` replay batches of one update, each split over the given
-devices (params replicated), merges them into one wider batch inside the jit, and XLA averages
-the gradients across the devices.
-``num_updates`` sequential updates run inside one call (``lax.scan``) to amortise dispatch.
+``N_D`` and the paper's distillation steps (docs/design.md, "Distillation steps"): the paper's
+``N_D`` HOGWILD distillers each take their own optimizer step per batch, so one RL step of DpRL
+10 is followed by 10 optimizer steps whatever ``N_D`` is. ``jit_distill_update`` therefore takes
+the ``N_D`` replay batches of one call and applies one optimizer step per batch, in sequence
+(``lax.scan``, one dispatch); each batch's columns are split over the given devices (params
+replicated) and XLA averages each step's gradients across them (data parallelism within a step).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ald_jax import trajectory
 from ald_jax.learners.guard import guarded
 from ald_jax.losses import ald_loss
 from ald_jax.networks.base import RecurrentNetwork
@@ -50,9 +52,13 @@ def make_distill_update(
     *,
     alpha_pi: float = 1.0,
     alpha_v: float = 0.0,
+    kl_direction: str = "actor_learner",
+    burn_in: int = 0,
 ) -> Callable[[DistillState, Trajectory], tuple[DistillState, dict]]:
     """Builds ``update(state, batch) -> (state, metrics)``: one Adam step of
-    ``L_ALD = alpha_pi * KL(pi_A || pi_L) + alpha_v * 1/2 (V_L - V_A)^2`` on the actor.
+    ``L_ALD = alpha_pi * KL(pi_A || pi_L) + alpha_v * 1/2 (V_L - V_A)^2`` on the actor
+    (``kl_direction="learner_actor"``: ``KL(pi_L || pi_A)``), on the steps after the first
+    ``burn_in`` of the chunk.
 
     ``batch`` is a time-major ``Trajectory`` ``[T, B]`` with the learner runner's outputs
     (``batch.learner``; its recurrent state is not needed). ``distill/nonfinite/*`` > 0: the step
@@ -60,15 +66,21 @@ def make_distill_update(
     """
 
     def loss_fn(params, batch: Trajectory):
-        out, _ = network.unroll(params, batch.obs[:-1], batch.first[:-1], batch.actor_state)
+        b = burn_in
+        state = batch.actor_state
+        if b:
+            _, state = network.unroll(params, batch.obs[:b], batch.first[:b], state)
+            state = jax.lax.stop_gradient(state)
+        out, _ = network.unroll(params, batch.obs[b:-1], batch.first[b:-1], state)
         loss, stats = ald_loss(
             out.logits,
             out.value,
-            batch.learner.logits[:-1],
-            batch.learner.value[:-1],
-            batch.valid,
+            batch.learner.logits[b:-1],
+            batch.learner.value[b:-1],
+            batch.valid[b:],
             alpha_pi=alpha_pi,
             alpha_v=alpha_v,
+            direction=kl_direction,
         )
         stats = dict(stats) if isinstance(stats, dict) else stats._asdict()
         return loss, {f"distill/{k}": v for k, v in stats.items()}
@@ -89,24 +101,27 @@ def make_distill_update(
 
 
 def jit_distill_update(update: Callable, devices: Sequence[jax.Device]) -> Callable:
-    """``call(state, batches) -> (state, metrics)``: one jitted update on ``N_D`` replay batches.
+    """``call(state, batches) -> (state, metrics)``: one jitted call of ``N_D`` optimizer steps,
+    one per replay batch, in order.
 
-    ``batches`` is a sequence of ``Trajectory`` batches ``[T, B]`` whose columns are split over
-    ``devices`` (as replay stores them, ``ald_jax.trajectory.batch_shardings``); the state is
-    replicated on every device. Inside the jit the batches become one ``[T, N_D * B]`` batch
-    without moving data between devices (``merge_device_local``), the gradients are averaged
-    across devices by XLA, and the new state comes back replicated. ``B`` must divide by the
-    device count.
+    ``batches`` is a sequence of ``N_D`` ``Trajectory`` batches ``[T, B]`` whose columns are
+    split over ``devices`` (as replay stores them, ``ald_jax.trajectory.batch_shardings``); the
+    state is replicated on every device. Inside the jit the batches are stacked (no data moves
+    between devices) and ``lax.scan`` applies ``update`` to each; XLA averages each step's
+    gradients across the devices, and the new state comes back replicated. The metrics are the
+    means over the ``N_D`` steps, except ``*skipped_update`` / ``*nonfinite/*``: their sums
+    (steps that were skipped). ``B`` must divide by the device count.
     """
     devices = list(devices)
     mesh = Mesh(np.asarray(devices), ("data",))
     replicated = NamedSharding(mesh, PartitionSpec())
 
-    def merged_update(state: DistillState, batches: tuple):
-        batch = trajectory.merge_device_local(batches, len(devices))
-        return update(state, batch)
+    def sequential_updates(state: DistillState, batches: tuple):
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
+        state, metrics = jax.lax.scan(update, state, stacked)
+        return state, {k: _reduce_steps(k, v) for k, v in metrics.items()}
 
-    jitted = jax.jit(merged_update, out_shardings=replicated)
+    jitted = jax.jit(sequential_updates, out_shardings=replicated)
 
     def call(state: DistillState, batches: Sequence[Trajectory]):
         width = batches[0].action.shape[1]
@@ -118,6 +133,13 @@ def jit_distill_update(update: Callable, devices: Sequence[jax.Device]) -> Calla
         return jitted(state, tuple(batches))
 
     return call
+
+
+def _reduce_steps(name: str, values: jax.Array) -> jax.Array:
+    """One metric over the scanned steps: a count of skipped steps, else the mean."""
+    if name.endswith("skipped_update") or "/nonfinite/" in name:
+        return jnp.sum(values)
+    return jnp.mean(values)
 
 
 def place_distill_state(state: DistillState, devices: Sequence[jax.Device]) -> DistillState:

@@ -10,7 +10,10 @@
 * the V-MPO target policy is ``batch.learner.logits``: the learner runner holds the target network
   (it receives new params every ``K_L`` updates), so its outputs *are* the target network's;
 * ALD adds the learner→actor regulariser ``learner_reg * KL(pi_A || pi_L)`` (the paper's §3,
-  Eq. 1) with the actor's behaviour logits held fixed;
+  Eq. 1) with the actor's behaviour logits held fixed (``learner_reg_kl`` picks the direction);
+* off-policy switches (issue 27, cause 4; defaults off): ``vmpo_importance`` weights the E-step's
+  sampled actions by ``pi_target / pi_A`` (self-normalised), and ``vtrace_pg_rho=False`` feeds
+  V-MPO the V-trace advantage ``r_t + gamma v_{s,t+1} - V(x_t)`` without its ``min(1, rho_t)``;
 * after the gradient step PopArt's statistics move and the stored value heads (online and target)
   are rescaled so their unnormalised outputs are preserved;
 * the target network copy is refreshed every ``target_period`` updates.
@@ -114,20 +117,35 @@ class _LossSettings(NamedTuple):
     top_k_fraction: float
     value_coef: float
     learner_reg: float
+    learner_reg_kl: str = "actor_learner"
+    vmpo_importance: bool = False
+    vtrace_pg_rho: bool = True
 
 
-def _returns_and_advantages(v, logits, batch: Trajectory, gamma: float, use_vtrace: bool):
+def _returns_and_advantages(
+    v, logits, batch: Trajectory, gamma: float, use_vtrace: bool, pg_rho: bool = True
+):
     """Value targets and policy advantages ``[T, B]`` in return units, from the learner's
-    unnormalised values ``v [T+1, B]`` (V-trace for ALD, n-step for the baselines)."""
+    unnormalised values ``v [T+1, B]`` (V-trace for ALD, n-step for the baselines). With
+    ``pg_rho=False`` the V-trace advantage is ``r_t + gamma_t v_{s,t+1} - V(x_t)``, without the
+    ``min(1, rho_t)`` factor."""
     discount_t = gamma * batch.discount
     if use_vtrace:
-        log_pi = jax.nn.log_softmax(logits)
-        log_mu = jax.nn.log_softmax(batch.behaviour_logits)
-        log_rhos = jnp.take_along_axis(log_pi - log_mu, batch.action[..., None], -1)[..., 0]
+        log_rhos = _log_ratio(logits, batch.behaviour_logits, batch.action)
         ret = vtrace(v[:-1], v[1:], batch.reward, discount_t, jax.lax.stop_gradient(log_rhos))
-        return ret.vs, ret.pg_advantages
+        if pg_rho:
+            return ret.vs, ret.pg_advantages
+        vs_tp1 = jnp.concatenate([ret.vs[1:], v[-1:]], axis=0)
+        return ret.vs, batch.reward + discount_t * vs_tp1 - v[:-1]
     returns = nstep_returns(v[1:], batch.reward, discount_t)
     return returns, returns - v[:-1]
+
+
+def _log_ratio(pi_logits, mu_logits, action):
+    """``log pi(a_t|s_t) - log mu(a_t|s_t)`` ``[T, B]`` of the taken actions."""
+    log_pi = jax.nn.log_softmax(pi_logits)
+    log_mu = jax.nn.log_softmax(mu_logits)
+    return jnp.take_along_axis(log_pi - log_mu, action[..., None], -1)[..., 0]
 
 
 def _learner_loss(network, hp: _LossSettings, params, duals, popart, batch: Trajectory):
@@ -138,11 +156,16 @@ def _learner_loss(network, hp: _LossSettings, params, duals, popart, batch: Traj
     logits = out.logits[:-1]
     v_norm = out.value  # [T+1, B], normalised
     v = jax.lax.stop_gradient(popart_lib.unnormalize(popart, v_norm))
-    returns, advantages = _returns_and_advantages(v, logits, batch, hp.gamma, hp.use_vtrace)
+    returns, advantages = _returns_and_advantages(
+        v, logits, batch, hp.gamma, hp.use_vtrace, hp.vtrace_pg_rho
+    )
     norm_returns = popart_lib.normalize(popart, returns)
     norm_adv = jax.lax.stop_gradient(advantages / popart_lib.sigma(popart))
 
     v_loss = value_loss(v_norm[:-1], norm_returns, mask)
+    log_weights = None
+    if hp.vmpo_importance:  # pi_target / pi_A of the sampled actions
+        log_weights = _log_ratio(batch.learner.logits[:-1], batch.behaviour_logits, batch.action)
     pi_loss, pi_stats = vmpo_loss(
         logits,
         batch.learner.logits[:-1],
@@ -154,11 +177,12 @@ def _learner_loss(network, hp: _LossSettings, params, duals, popart, batch: Traj
         epsilon_eta=hp.epsilon_eta,
         epsilon_alpha=hp.epsilon_alpha,
         top_k_fraction=hp.top_k_fraction,
+        log_weights=log_weights,
     )
     total = pi_loss + hp.value_coef * v_loss
     reg = jnp.zeros(())
     if hp.learner_reg > 0.0:
-        reg = learner_regularizer_loss(logits, batch.behaviour_logits, mask)
+        reg = learner_regularizer_loss(logits, batch.behaviour_logits, mask, hp.learner_reg_kl)
         total = total + hp.learner_reg * reg
     metrics = {
         "loss/total": total,
@@ -208,6 +232,9 @@ def make_learner_update(
     popart_decay: float = 3e-4,
     value_coef: float = 1.0,
     learner_reg: float = 0.0,
+    learner_reg_kl: str = "actor_learner",
+    vmpo_importance: bool = False,
+    vtrace_pg_rho: bool = True,
 ) -> Callable[[LearnerState, Trajectory], tuple[LearnerState, dict]]:
     """Builds the (un-jitted) V-MPO learner update.
 
@@ -221,6 +248,9 @@ def make_learner_update(
       popart_decay: PopArt statistics step size.
       value_coef: weight of the value loss.
       learner_reg: weight of KL(pi_A || pi_L) pulling the learner to the actor (ALD); 0 = off.
+      learner_reg_kl: its direction, ``"actor_learner"`` or ``"learner_actor"`` (losses.distill).
+      vmpo_importance: weight the E-step's sampled actions by ``pi_target(a) / pi_A(a)``.
+      vtrace_pg_rho: multiply the V-trace advantage by ``min(1, rho)`` (V-trace's own form).
 
     Returns:
       ``update(state, batch) -> (state, metrics)``; ``batch`` is a time-major ``Trajectory``
@@ -228,7 +258,16 @@ def make_learner_update(
     """
 
     hyper = _LossSettings(
-        gamma, use_vtrace, epsilon_eta, epsilon_alpha, top_k_fraction, value_coef, learner_reg
+        gamma,
+        use_vtrace,
+        epsilon_eta,
+        epsilon_alpha,
+        top_k_fraction,
+        value_coef,
+        learner_reg,
+        learner_reg_kl,
+        vmpo_importance,
+        vtrace_pg_rho,
     )
 
     loss_fn = functools.partial(_learner_loss, network, hyper)

@@ -6,8 +6,14 @@ Policy distillation uses the true KL of the actor policy to the learner policy,
 
     L_pi = E_{s ~ pi_A} KL(pi_A(.|s) || pi_L(.|s)) = sum_a pi_A(a) [log pi_A(a) - log pi_L(a)] >= 0.
 
-(The paper's Eq. 1 prints the log-ratio upside down; that is a typo.) The same divergence is used
-both ways, and which side is held fixed decides who learns:
+(The paper's Eq. 1 prints the log-ratio upside down; that is a typo.) That is the default direction
+(``"actor_learner"``, weighted by the actor's probabilities, mode-seeking for the actor). The
+other direction, ``"learner_actor"``, is ``KL(pi_L || pi_A) = sum_a pi_L(a) [log pi_L(a) -
+log pi_A(a)]``, weighted by the teacher's probabilities as in policy distillation (Rusu et al.
+2016) and Distral; for the actor it is the cross-entropy to the teacher up to a constant, whose
+gradient on the logits is ``pi_A - pi_L`` and does not vanish on actions the actor rarely takes
+(issue 27, cause 1). Each term takes its own ``direction``. The same divergence is used both
+ways, and which side is held fixed decides who learns:
 
 - ``actor_distill_loss``: the learner's logits are stop-gradient, the actor is trained;
 - ``learner_regularizer_loss``: the actor's logits are stop-gradient, the learner is trained.
@@ -51,22 +57,38 @@ def categorical_kl(p_logits: Array, q_logits: Array) -> Array:
     return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
 
 
+KL_DIRECTIONS = ("actor_learner", "learner_actor")
+
+
+def directed_kl(actor_logits: Array, learner_logits: Array, direction: str) -> Array:
+    """``KL(pi_A || pi_L)`` (``"actor_learner"``) or ``KL(pi_L || pi_A)`` (``"learner_actor"``),
+    ``[...]`` per leading index, from ``[..., A]`` logits of each."""
+    if direction == "actor_learner":
+        return categorical_kl(actor_logits, learner_logits)
+    if direction == "learner_actor":
+        return categorical_kl(learner_logits, actor_logits)
+    raise ValueError(f"direction={direction!r}: allowed values are {list(KL_DIRECTIONS)}")
+
+
 def _check_logits(student: Array, teacher: Array, mask: Array) -> None:
     chex.assert_rank([student, teacher, mask], [3, 3, 2])
     chex.assert_equal_shape([student, teacher])
     chex.assert_equal_shape_prefix([student, mask], 2)
 
 
-def actor_distill_loss(actor_logits: Array, learner_logits: Array, mask: Array) -> Array:
+def actor_distill_loss(
+    actor_logits: Array, learner_logits: Array, mask: Array, direction: str = "actor_learner"
+) -> Array:
     """Policy distillation of the actor towards the learner (the paper's §3, Eq. 1).
 
-    ``masked_mean_t KL(pi_A(.|s_t) || sg(pi_L(.|s_t)))``: the gradient reaches only
-    ``actor_logits``.
+    ``masked_mean_t KL(pi_A(.|s_t) || sg(pi_L(.|s_t)))`` (or ``KL(sg(pi_L) || pi_A)`` with
+    ``direction="learner_actor"``): the gradient reaches only ``actor_logits``.
 
     Args:
       actor_logits: ``[T, B, A]`` actor (student) policy logits.
       learner_logits: ``[T, B, A]`` learner (teacher) policy logits, held fixed.
       mask: ``[T, B]`` validity mask.
+      direction: ``"actor_learner"`` (default) or ``"learner_actor"``; see the module docstring.
 
     Returns:
       the scalar loss.
@@ -74,20 +96,24 @@ def actor_distill_loss(actor_logits: Array, learner_logits: Array, mask: Array) 
     _check_logits(actor_logits, learner_logits, mask)
     actor_logits = where_valid(actor_logits, mask)
     learner_logits = jax.lax.stop_gradient(where_valid(learner_logits, mask))
-    return masked_mean(categorical_kl(actor_logits, learner_logits), mask)
+    return masked_mean(directed_kl(actor_logits, learner_logits, direction), mask)
 
 
-def learner_regularizer_loss(learner_logits: Array, actor_logits: Array, mask: Array) -> Array:
+def learner_regularizer_loss(
+    learner_logits: Array, actor_logits: Array, mask: Array, direction: str = "actor_learner"
+) -> Array:
     """Regulariser of the learner towards the actor (the paper's §3 and §4, "Learner"; weight
     ``learner_reg``).
 
-    ``masked_mean_t KL(sg(pi_A(.|s_t)) || pi_L(.|s_t))``: the same divergence as
-    :func:`actor_distill_loss`, but the gradient reaches only ``learner_logits``.
+    ``masked_mean_t KL(sg(pi_A(.|s_t)) || pi_L(.|s_t))`` (or ``KL(pi_L || sg(pi_A))`` with
+    ``direction="learner_actor"``): the same divergence as :func:`actor_distill_loss`, but the
+    gradient reaches only ``learner_logits``.
 
     Args:
       learner_logits: ``[T, B, A]`` learner (student here) policy logits.
       actor_logits: ``[T, B, A]`` actor policy logits, held fixed.
       mask: ``[T, B]`` validity mask.
+      direction: ``"actor_learner"`` (default) or ``"learner_actor"``.
 
     Returns:
       the scalar loss.
@@ -95,7 +121,7 @@ def learner_regularizer_loss(learner_logits: Array, actor_logits: Array, mask: A
     _check_logits(learner_logits, actor_logits, mask)
     learner_logits = where_valid(learner_logits, mask)
     actor_logits = jax.lax.stop_gradient(where_valid(actor_logits, mask))
-    return masked_mean(categorical_kl(actor_logits, learner_logits), mask)
+    return masked_mean(directed_kl(actor_logits, learner_logits, direction), mask)
 
 
 def value_distill_loss(actor_value: Array, learner_value: Array, mask: Array) -> Array:
@@ -124,7 +150,7 @@ def value_distill_loss(actor_value: Array, learner_value: Array, mask: Array) ->
 class ALDStats(NamedTuple):
     """Scalars for logging from :func:`ald_loss`."""
 
-    policy_distill_loss: Array  # L_pi, masked mean KL(pi_A || pi_L).
+    policy_distill_loss: Array  # L_pi, masked mean KL(pi_A || pi_L) (or the other direction).
     value_distill_loss: Array  # L_V, masked mean 1/2 (V_L - V_A)^2.
     loss: Array  # alpha_pi L_pi + alpha_V L_V.
 
@@ -138,6 +164,7 @@ def ald_loss(
     *,
     alpha_pi: float = 1.0,
     alpha_v: float = 0.0,
+    direction: str = "actor_learner",
 ) -> tuple[Array, ALDStats]:
     """The actor's distillation loss ``L_ALD = alpha_pi L_pi + alpha_V L_V`` (the paper's Eq. 3).
 
@@ -151,11 +178,12 @@ def ald_loss(
       mask: ``[T, B]`` validity mask.
       alpha_pi: weight of the policy distillation term (paper: 1).
       alpha_v: weight of the value distillation term (paper: 0, 0.1 or 1).
+      direction: the KL direction of the policy term (``actor_distill_loss``).
 
     Returns:
       ``(loss, ALDStats)`` with a scalar loss.
     """
-    l_pi = actor_distill_loss(actor_logits, learner_logits, mask)
+    l_pi = actor_distill_loss(actor_logits, learner_logits, mask, direction)
     l_v = value_distill_loss(actor_value, learner_value, mask)
     loss = alpha_pi * l_pi + alpha_v * l_v
     return loss, ALDStats(policy_distill_loss=l_pi, value_distill_loss=l_v, loss=loss)

@@ -133,24 +133,35 @@ def _e_step(
     any_valid: Array,
     epsilon_eta: float,
     top_k_fraction: float,
+    log_weights: Array,
 ) -> _EStep:
     """E-step: top-k selection, the weights ``psi`` on ``D~`` and the temperature loss ``L_eta``.
 
-    ``advantages`` are already stop-gradient and zeroed at masked steps; ``valid`` is the bool
-    mask. ``L_eta`` is computed with a stop-gradient max shift for a stable logsumexp.
+    ``advantages`` and ``log_weights`` are already stop-gradient and zeroed at masked steps;
+    ``valid`` is the bool mask. With importance weights ``w = exp(log_weights)`` the sample-based
+    E-step is self-normalised: ``psi_t = w_t exp(A_t / eta) / sum_{D~} w_s exp(A_s / eta)`` and
+    ``L_eta = eta (eps_eta + logsumexp_{D~}(A / eta + log w) - logsumexp_{D~}(log w))``, which
+    with ``w = 1`` is the plain form (``logsumexp_{D~}(0) = log |D~|``). Each logsumexp uses a
+    stop-gradient max shift.
     """
     selected = top_k_selection(advantages, valid, top_k_fraction)
     n_selected = jnp.sum(selected.astype(jnp.float32))
-    scaled = jnp.where(selected, advantages / eta, 0.0)
-    shift = jax.lax.stop_gradient(jnp.max(jnp.where(selected, scaled, -jnp.inf)))
-    shift = jnp.where(any_valid, shift, 0.0)
-    sum_exp = jnp.sum(jnp.where(selected, jnp.exp(scaled - shift), 0.0))
-    sum_exp = jnp.where(any_valid, sum_exp, 1.0)
-    log_sum_exp = jnp.log(sum_exp) + shift  # logsumexp over D~ of A / eta
-    log_mean_exp = log_sum_exp - jnp.log(jnp.maximum(n_selected, 1.0))
+    scaled = jnp.where(selected, advantages / eta + log_weights, 0.0)
+    log_sum_exp = _masked_logsumexp(scaled, selected, any_valid)  # over D~ of A / eta + log w
+    log_norm = _masked_logsumexp(jnp.where(selected, log_weights, 0.0), selected, any_valid)
+    log_mean_exp = log_sum_exp - log_norm
     temperature_loss = jnp.where(any_valid, eta * (epsilon_eta + log_mean_exp), 0.0)
     weights = jax.lax.stop_gradient(jnp.where(selected, jnp.exp(scaled - log_sum_exp), 0.0))
     return _EStep(selected, n_selected, weights, temperature_loss)
+
+
+def _masked_logsumexp(x: Array, selected: Array, any_valid: Array) -> Array:
+    """``logsumexp`` of ``x`` over ``selected`` (0 when nothing is valid), max-shifted."""
+    shift = jax.lax.stop_gradient(jnp.max(jnp.where(selected, x, -jnp.inf)))
+    shift = jnp.where(any_valid, shift, 0.0)
+    sum_exp = jnp.sum(jnp.where(selected, jnp.exp(x - shift), 0.0))
+    sum_exp = jnp.where(any_valid, sum_exp, 1.0)
+    return jnp.log(sum_exp) + shift
 
 
 def _weighted_policy_loss(
@@ -233,6 +244,7 @@ def vmpo_loss(
     epsilon_eta: float = 0.1,
     epsilon_alpha: float = 0.004,
     top_k_fraction: float = 0.5,
+    log_weights: Array | None = None,
 ) -> tuple[Array, VMPOStats]:
     """Masked V-MPO loss (Song et al. 2020, Sec. 4.2) for categorical policies.
 
@@ -247,6 +259,10 @@ def vmpo_loss(
       epsilon_eta: temperature constraint bound ``eps_eta``.
       epsilon_alpha: KL constraint bound ``eps_alpha``.
       top_k_fraction: fraction of valid steps used in the E-step; a static Python float.
+      log_weights: optional ``[T, B]`` log importance weights of the sampled actions in the
+        E-step (held fixed): for data from another policy ``mu``, ``log pi_old(a_t|s_t) -
+        log mu(a_t|s_t)`` makes the sample-based E-step target ``pi_old exp(A / eta)`` again
+        (self-normalised; see ``_e_step``). None: all 1 (on-policy V-MPO).
 
     Returns:
       ``(loss, VMPOStats)``; ``loss`` is a scalar, exactly 0 when no step is valid.
@@ -268,7 +284,11 @@ def vmpo_loss(
     n_valid = jnp.sum(valid.astype(jnp.float32))
     any_valid = n_valid > 0
 
-    e = _e_step(advantages, valid, eta, any_valid, epsilon_eta, top_k_fraction)
+    if log_weights is None:
+        log_weights = jnp.zeros_like(advantages)
+    chex.assert_equal_shape([log_weights, advantages])
+    log_weights = jax.lax.stop_gradient(where_valid(log_weights, valid))
+    e = _e_step(advantages, valid, eta, any_valid, epsilon_eta, top_k_fraction, log_weights)
     policy_loss = _weighted_policy_loss(online_logits, actions, e.selected, e.weights)
     kl = _kl_constraint(target_logits, online_logits, valid, alpha, any_valid, epsilon_alpha)
     loss = policy_loss + e.temperature_loss + kl.kl_loss + kl.alpha_loss
