@@ -180,6 +180,7 @@ def check(target: str) -> int:
             version = deps.version_of(deps.name_of(req))
             if version and deps.in_range(version, req) is False:
                 outside.append(f"{deps.name_of(req)} {version} (tested {_spec(req)})")
+    print(f"ald-jax: {python} has what `make {target}` needs")
     if outside:
         print(f"ald-jax: outside the tested ranges (may still work): {', '.join(outside)}")
     if target.startswith("test"):
