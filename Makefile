@@ -94,7 +94,7 @@ test-latest:
 	rm -rf $(LATEST_VENV)
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
-	$(LATEST_VENV)/bin/python -m pip install -q ".[$(subst dev$(comma),,$(EXTRAS))]"
+	$(LATEST_VENV)/bin/python -m pip install -q -e ".[$(subst dev$(comma),,$(EXTRAS))]"
 	$(LATEST_VENV)/bin/python -m ald_jax.doctor --check test
 	$(LATEST_VENV)/bin/python -m ald_jax.doctor
 	$(LATEST_VENV)/bin/python -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
