@@ -87,8 +87,8 @@ def _plugin_rows(jaxlib: str | None, jax_req: str) -> list[str]:
 
 
 def optional_lines(groups: dict[str, list[str]]) -> tuple[list[str], list[str]]:
-    """The rows of the optional packages (the extras) and the pip lines of the missing ones."""
-    lines, pips = [], []
+    """The rows of the optional packages (the extras) and the names of the missing ones."""
+    lines, absent = [], []
     for extra, reqs in groups.items():
         if extra in ("core", "cuda12", "dev"):
             continue
@@ -100,8 +100,8 @@ def optional_lines(groups: dict[str, list[str]]) -> tuple[list[str], list[str]]:
             )
             lines.append(_row(name, version, _spec(req), f"{status(version, req)}: {need}"))
             if version is None:
-                pips.append(req)
-    return lines, pips
+                absent.append(name)
+    return lines, absent
 
 
 def device_lines(exp: str | None, overrides: list[str]) -> list[str]:
@@ -113,11 +113,12 @@ def device_lines(exp: str | None, overrides: list[str]) -> list[str]:
         import jax
 
         from ald_jax.devices import available_devices
-    except ImportError as e:
-        return [f"  JAX cannot start: {e}"]
-    lines = [f"  default backend: {jax.default_backend()}"]
-    for name, device in available_devices().items():
-        lines.append(f"  {name:<8} {device.device_kind}")
+
+        lines = [f"  default backend: {jax.default_backend()}"]
+        for name, device in available_devices().items():
+            lines.append(f"  {name:<8} {device.device_kind}")
+    except (ImportError, RuntimeError) as e:  # e.g. a CUDA plugin that does not match the driver
+        return [f"  JAX cannot start its backends: {e}"]
     if exp is None:
         return lines
     from ald_jax.builder import roles_of
@@ -145,7 +146,7 @@ def report(exp: str | None, overrides: list[str]) -> int:
     lines, missing = package_lines(groups)
     print("\n".join(lines))
     print("optional packages (installed, tested range: what needs them):")
-    lines, pips = optional_lines(groups)
+    lines, absent = optional_lines(groups)
     print("\n".join(lines))
     if missing:
         print(f"MISSING core packages: {', '.join(missing)}; install them with:")
@@ -153,9 +154,9 @@ def report(exp: str | None, overrides: list[str]) -> int:
         return 1
     print("devices:")
     print("\n".join(device_lines(exp, overrides)))
-    if pips:
+    if absent:
         print("to add the missing optional packages (each only for what needs it):")
-        print(f"  {deps.pip_line([deps.name_of(r) for r in pips])}")
+        print(f"  {deps.pip_line(absent)}")
     return 0
 
 
