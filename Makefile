@@ -103,6 +103,7 @@ clean:
 	rm -rf $(VENV) $(LATEST_VENV) .pytest_cache build *.egg-info src/*.egg-info
 
 # make compare EXP=imaze9 METHODS=ald,lstm,gtrxl,asymm_ac SEEDS=5 BUDGET=5000000 [SWEEP=dprl=1,3,10,30 OUT=results/ablation_dprl]
+# [FUSED=1: each method's seeds as one compiled program, mode=fused]
 METHODS ?= ald,lstm,gtrxl,asymm_ac
 OUT     ?= results/compare
 SEEDS   ?= 5
@@ -111,7 +112,7 @@ SWEEP   ?=
 compare: $(call ready,compare)
 	$(PY) -m experiments.compare --exp $(EXP) --methods $(METHODS) --seeds $(SEEDS) --out $(OUT) \
 		$(if $(BUDGET),--budget $(BUDGET)) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(ARGS),--set $(ARGS)) \
-		$(if $(TARGET),--target $(TARGET))
+		$(if $(TARGET),--target $(TARGET)) $(if $(FUSED),--fused)
 
 # Every comparison of docs/results.md, resumable (hours on a 2-core CPU).
 paper: $(call ready,paper)

@@ -46,6 +46,43 @@ def plan(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[str, list
     return runs
 
 
+def plan_fused(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[list, list[str]]]:
+    """``--fused``: one program per method (and swept value) for all seeds: (the seeds' run
+    dirs, overrides); ``run_dir`` carries ``{seed}`` (ald_jax.fused_driver.seed_run_dir)."""
+    key, values = sweep if sweep else (None, [None])
+    runs = []
+    for method in methods:
+        for value in values:
+            pattern = os.path.join(
+                out, exp, run_name(method, "{seed}", (key, value) if key else None)
+            )
+            overrides = [f"method={method}", "seed=0", f"seeds={seeds}", "mode=fused"]
+            if key:
+                overrides.append(f"{key}={value}")
+            overrides.append(f"run_dir={pattern}")
+            dirs = [pattern.replace("{seed}", str(s)) for s in range(seeds)]
+            runs.append((dirs, overrides))
+    return runs
+
+
+def execute_fused(exp: str, dirs: list, overrides: list[str], budget, extra: list[str], log) -> int:
+    """One fused program for several seeds; skipped when every seed has finished (there are no
+    fused checkpoints yet, so an interrupted program starts again)."""
+    if all(finished(d) for d in dirs):
+        log(f"[compare] done already, skipping {dirs}")
+        return 0
+    args = [sys.executable, "-m", "ald_jax.run", "--exp", exp, "--no-progress", *overrides,
+            "eval_gif=false", "eval_interval=0", *extra]  # fmt: skip
+    if budget:
+        args.append(f"total_env_steps={budget}")
+    parent = os.path.dirname(dirs[0])
+    os.makedirs(parent, exist_ok=True)
+    log(f"[compare] running {len(dirs)} seeds in one program: {dirs}")
+    name = os.path.basename(dirs[0]).rsplit("-s", 1)[0]
+    with open(os.path.join(parent, f"{name}-fused-stdout.log"), "a") as f:
+        return subprocess.run(args, stdout=f, stderr=subprocess.STDOUT).returncode
+
+
 def finished(run_dir: str) -> bool:
     """The run ended by its budget (a Ctrl-C'd run also writes a summary, marked interrupted)."""
     path = os.path.join(run_dir, "summary.json")
@@ -117,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=os.path.join("results", "compare"))
     p.add_argument("--plots-only", action="store_true")
     p.add_argument(
+        "--fused", action="store_true", help="each method's seeds as one program (mode=fused)"
+    )
+    p.add_argument(
         "--target",
         choices=("success", "return"),
         default="success",
@@ -135,10 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds < 1:
             raise ConfigError(f"--seeds {args.seeds}: must be >= 1")
         sweep = parse_sweep(args.sweep)
-        runs = plan(args.exp, methods, args.seeds, sweep, args.out)
+        runs = (plan_fused if args.fused else plan)(args.exp, methods, args.seeds, sweep, args.out)
         base = get_config(args.exp)
+        fused = ["eval_interval=0"] if args.fused else []
         for _, overrides in runs:  # every run's config is valid before anything starts
-            validate(apply_overrides(base, overrides + list(args.set)))
+            validate(apply_overrides(base, overrides + fused + list(args.set)))
     except ConfigError as e:
         print(f"compare: {e}", file=sys.stderr)
         return 2
@@ -148,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def one(item):
             run_dir, overrides = item
-            rc = execute(args.exp, run_dir, overrides, args.budget, list(args.set), print)
+            go = execute_fused if args.fused else execute
+            rc = go(args.exp, run_dir, overrides, args.budget, list(args.set), print)
             if rc:
                 failed.append(run_dir)
 

@@ -299,3 +299,14 @@ def test_sweep_runs_are_listed_by_value_not_by_text(tmp_path):
         os.makedirs(tmp_path / name)
         (tmp_path / name / "metrics.csv").write_text("env_steps,success_rate\n1,0.5\n")
     assert list(load_runs(str(tmp_path))) == ["ald-dprl1", "ald-dprl3", "ald-dprl10", "ald-dprl30"]
+
+
+def test_fused_plan_is_one_program_per_method_with_a_dir_per_seed(tmp_path):
+    from experiments.compare import plan_fused
+
+    runs = plan_fused("imaze9", ["ald", "gtrxl"], 3, ("dprl", ["2", "10"]), str(tmp_path))
+    assert len(runs) == 4  # 2 methods x 2 values, each with its 3 seeds in one program
+    dirs, overrides = runs[1]
+    assert dirs == [str(tmp_path / "imaze9" / f"ald-dprl10-s{s}") for s in range(3)]
+    assert {"method=ald", "seeds=3", "mode=fused", "dprl=10", "seed=0"} <= set(overrides)
+    assert f"run_dir={tmp_path / 'imaze9' / 'ald-dprl10-s{seed}'}" in overrides

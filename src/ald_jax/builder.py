@@ -127,7 +127,7 @@ def roles_of(cfg: Config) -> DeviceRoles:
 def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
     """The components of a run of ``cfg`` (every function jitted) on ``roles``."""
     roles = roles_of(cfg) if roles is None else roles
-    env, env_params, obs_example = _environment(cfg)
+    env, env_params, obs_example = make_environment(cfg)
     actor_net, learner_net = make_networks(cfg, env.num_actions, tuple(obs_example.shape))
     rollout, init_carry = _acting(cfg, env, env_params, actor_net, roles.actor)
     learner_update, learner_opt, distill_update, distill_opt = _updates(
@@ -163,7 +163,7 @@ def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
     return comps
 
 
-def _environment(cfg: Config):
+def make_environment(cfg: Config):
     """``(env, env_params, one observation)``; ``env_params`` is None for envpool tasks."""
     if cfg.env.startswith(ENVPOOL_PREFIX):
         env = envpool_spec(cfg.env, cfg.env_obs_key)
@@ -176,7 +176,7 @@ def _environment(cfg: Config):
 def build_acting(cfg: Config, device: jax.Device) -> tuple[Callable, Callable]:
     """``(rollout, init_carry)`` alone, on ``device``: what an actor in another process needs
     (``runtime=ray``; the same environment, actor network and rollout as ``build``)."""
-    env, env_params, obs_example = _environment(cfg)
+    env, env_params, obs_example = make_environment(cfg)
     actor_net, _ = make_networks(cfg, env.num_actions, tuple(obs_example.shape))
     return _acting(cfg, env, env_params, actor_net, device)
 
@@ -237,8 +237,9 @@ def make_kl_newest(actor_net: RecurrentNetwork) -> Callable:
     return kl
 
 
-def _updates(cfg: Config, actor_net, learner_net, roles: DeviceRoles):
-    """``(learner update, its optimiser, distill update or None, its optimiser or None)``."""
+def make_updates(cfg: Config, actor_net, learner_net):
+    """``(learner update, its optimiser, distill update or None, its optimiser or None)``, all
+    un-jitted; the distill update is one optimizer step on one batch."""
     learner_opt = optax.adam(cfg.learning_rate)
     learner_update = make_learner_update(
         learner_net,
@@ -257,7 +258,7 @@ def _updates(cfg: Config, actor_net, learner_net, roles: DeviceRoles):
         vtrace_pg_rho=cfg.vtrace_pg_rho,
     )
     if cfg.method != "ald":
-        return jax.jit(learner_update), learner_opt, None, None
+        return learner_update, learner_opt, None, None
     distill_opt = optax.adam(cfg.distill_learning_rate)
     distill = make_distill_update(
         actor_net,
@@ -267,6 +268,14 @@ def _updates(cfg: Config, actor_net, learner_net, roles: DeviceRoles):
         kl_direction=cfg.distill_kl,
         burn_in=cfg.distill_burn_in,
     )
+    return learner_update, learner_opt, distill, distill_opt
+
+
+def _updates(cfg: Config, actor_net, learner_net, roles: DeviceRoles):
+    """``make_updates``, jitted (the distill update over the distill devices)."""
+    learner_update, learner_opt, distill, distill_opt = make_updates(cfg, actor_net, learner_net)
+    if distill is None:
+        return jax.jit(learner_update), learner_opt, None, None
     return (
         jax.jit(learner_update),
         learner_opt,

@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, fields
 
 METHODS = ("ald", "lstm", "gtrxl", "asymm_ac")
-MODES = ("threaded", "lockstep")
+MODES = ("threaded", "lockstep", "fused")
 RUNTIMES = ("threads", "ray")
 PROFILES = ("laptop", "paper", "gpu")
 TRANSFER_GUARDS = ("allow", "log", "disallow")
@@ -46,6 +46,9 @@ class Config:
     env_obs_key: str = ""
     method: str = "ald"
     seed: int = 0
+    # mode=fused: train seeds seed .. seed+seeds-1 in one compiled program (vmapped), each
+    # written to its own run directory (run_dir with {seed}, or <run_dir>/s<seed>)
+    seeds: int = 1
     total_env_steps: int = 200_000
     max_seconds: float = 0.0  # wall-clock budget; 0 = none
     # stop early once the success rate over the last stats_window episodes reaches this; 0 = off
@@ -163,6 +166,7 @@ class Config:
 
 _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "seeds": (lambda v: 1 <= v <= 4096, "an integer in [1, 4096] (seeds in one program)"),
     "total_env_steps": (lambda v: v > 0, "an integer > 0"),
     "max_seconds": (lambda v: v >= 0, "a number >= 0 (0 = no limit)"),
     "stop_at_success": (lambda v: 0 <= v <= 1, "a number in [0, 1] (0 = off)"),
@@ -354,6 +358,11 @@ def validate(config: Config) -> Config:
             if not check(value):
                 raise ConfigError(f"{f.name}={value!r}: must be {rule}")
     _check_env(config)
+    if config.seeds > 1 and config.mode != "fused":
+        raise ConfigError(
+            f"seeds={config.seeds}: several seeds in one program need mode='fused' "
+            f"(mode={config.mode!r}); run one process per seed otherwise"
+        )
     if config.distill_burn_in >= config.unroll_length:
         raise ConfigError(
             f"distill_burn_in={config.distill_burn_in}: must be < unroll_length="

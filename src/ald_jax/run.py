@@ -138,6 +138,10 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     drive the chosen schedule, finish (final checkpoint, evaluation GIF, summary).
     """
     configure_gpu_memory()
+    if cfg.mode == "fused":  # several seeds in one program (ald_jax.fused_driver)
+        from ald_jax.fused_driver import train_fused
+
+        return train_fused(cfg, log=log)[-1]
     cfg, roles, resume_meta = prepare(cfg, log)
     budget = Budget(cfg)
     if resume_meta is not None and _finished(budget, resume_meta):

@@ -75,7 +75,8 @@ class LearnerState(NamedTuple):
 
 def inverse_softplus(x: float) -> float:
     """raw such that softplus(raw) == x (for the initial dual values)."""
-    return float(jnp.log(jnp.expm1(jnp.asarray(x, jnp.float32))))
+    with jax.ensure_compile_time_eval():  # a constant, also while tracing (fused init)
+        return float(jnp.log(jnp.expm1(jnp.asarray(x, jnp.float32))))
 
 
 def init_learner_state(

@@ -1,0 +1,291 @@
+"""The fused schedule (``mode=fused``): a whole training iteration as one pure, jitted function
+of the run's state, vmapped over seeds (issue 29; docs/design.md, "The fused schedule").
+
+One iteration runs the stages of the lockstep schedule in order, on one device, for JAX
+environments:
+
+1. the actors: every stream (``num_actors * envs_per_actor`` of them, acting as one batch with the
+   published actor params) collects ``chunks_per_call`` consecutive ``T_U`` chunks;
+2. the learner runner over those chunks (the target learner params, each stream's memory carried
+   from chunk to chunk), cut into ``chunks_per_call * streams / batch_size`` learner batches;
+3. for each learner batch, in order: ALD archives it in an on-device replay
+   (``ald_jax.ring_replay``), one V-MPO update, then ``dprl`` distillation steps, each on a batch
+   sampled from replay; the actor params are published every ``K_A`` distillation steps (ALD) or
+   learner updates (baselines).
+
+``make_fused`` builds the pieces from a config; ``init`` makes the state of one seed and
+``iteration`` advances it. ``jit_iterations`` runs several iterations per dispatch over a batch
+of seeds (``vmap``), freezing the seeds that have stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ald_jax.actors.core import EpisodeStats
+from ald_jax.actors.rollout import ActorCarry, init_actor_carry, make_chunked_rollout, make_rollout
+from ald_jax.builder import make_environment, make_networks, make_updates
+from ald_jax.config import Config, ConfigError
+from ald_jax.learners import init_distill_state, init_learner_state, make_group_runner
+from ald_jax.learners.distill import DistillState
+from ald_jax.learners.vmpo import LearnerState
+from ald_jax.ring_replay import RingReplay, ring_add, ring_init, ring_sample
+from ald_jax.types import PyTree, Trajectory
+
+
+class FusedState(NamedTuple):
+    """Everything one seed's run carries from one iteration to the next."""
+
+    learner: LearnerState
+    distill: DistillState | tuple  # () for the baselines
+    actor_params: PyTree  # the published actor params the streams act with
+    actor_version: chex.Array  # int32, publications so far
+    carry: ActorCarry  # every stream's environment and actor state
+    runner_state: PyTree  # every stream's learner memory
+    replay: RingReplay | tuple  # () for the baselines
+    key: chex.Array
+    env_steps: chex.Array  # int32
+
+
+class FusedOut(NamedTuple):
+    """What an iteration hands the host: the episode records, the update metrics and the
+    counters after it."""
+
+    stats: EpisodeStats  # [K, T, S] each
+    metrics: dict  # scalars: means over the iteration's updates (skip counts: sums)
+    env_steps: chex.Array
+    learner_updates: chex.Array
+    distill_updates: chex.Array
+
+
+class FusedSettings(NamedTuple):
+    """The static sizes of a fused run (from the config)."""
+
+    streams: int  # S = num_actors * envs_per_actor
+    chunks: int  # K = chunks_per_call
+    unroll_length: int
+    learner_batches: int  # K * S / batch_size per iteration
+    distill_steps: int  # per learner update (= dprl)
+    actor_period: int  # K_A
+    replay_capacity: int
+    replay_half_life: float
+
+
+class Fused(NamedTuple):
+    """The built fused schedule of a config."""
+
+    init: Callable[[chex.Array], FusedState]  # seed (int32 scalar) -> state
+    iteration: Callable[[FusedState], tuple[FusedState, FusedOut]]
+    settings: FusedSettings
+    distills: bool
+
+
+def check_fused(cfg: Config) -> None:
+    """``ConfigError`` for what the fused schedule cannot run (before anything compiles)."""
+    if cfg.env.startswith("envpool:"):
+        raise ConfigError(
+            f"mode='fused' runs JAX environments inside one compiled program; env={cfg.env!r} "
+            "steps on the host: use mode='threaded' (or 'lockstep')"
+        )
+    streams = cfg.num_actors * cfg.envs_per_actor
+    if (cfg.chunks_per_call * streams) % cfg.batch_size:
+        raise ConfigError(
+            f"batch_size={cfg.batch_size}: mode='fused' cuts the chunks_per_call="
+            f"{cfg.chunks_per_call} chunks of num_actors*envs_per_actor={streams} streams into "
+            "whole learner batches; it must divide chunks_per_call * streams"
+        )
+    if cfg.method == "ald" and not float(cfg.dprl).is_integer():
+        raise ConfigError(
+            f"dprl={cfg.dprl}: mode='fused' takes a whole number of distillation steps per "
+            "learner update; use an integer"
+        )
+    if cfg.eval_interval:
+        raise ConfigError(
+            f"eval_interval={cfg.eval_interval}: mode='fused' has no policy evaluation yet; "
+            "use eval_interval=0 (or mode='threaded')"
+        )
+    if cfg.runtime != "threads":
+        raise ConfigError(f"runtime={cfg.runtime!r}: mode='fused' needs runtime='threads'")
+
+
+def _settings(cfg: Config) -> FusedSettings:
+    streams = cfg.num_actors * cfg.envs_per_actor
+    return FusedSettings(
+        streams=streams,
+        chunks=cfg.chunks_per_call,
+        unroll_length=cfg.unroll_length,
+        learner_batches=cfg.chunks_per_call * streams // cfg.batch_size,
+        distill_steps=int(cfg.dprl) if cfg.method == "ald" else 0,
+        actor_period=cfg.actor_period,
+        replay_capacity=cfg.replay_capacity,
+        replay_half_life=cfg.replay_half_life,
+    )
+
+
+def make_fused(cfg: Config) -> Fused:
+    """The fused schedule of ``cfg`` (un-jitted ``init`` and ``iteration``)."""
+    check_fused(cfg)
+    st = _settings(cfg)
+    env, env_params, obs_example = make_environment(cfg)
+    actor_net, learner_net = make_networks(cfg, env.num_actions, tuple(obs_example.shape))
+    rollout = make_chunked_rollout(
+        make_rollout(env, env_params, actor_net, cfg.unroll_length), st.chunks
+    )
+    runner = make_group_runner(learner_net, st.learner_batches)
+    learner_update, learner_opt, distill_update, distill_opt = make_updates(
+        cfg, actor_net, learner_net
+    )
+    distills = distill_update is not None
+    policy_of = learner_net.policy_params if cfg.method == "asymm_ac" else (lambda p: p)
+
+    def init(seed: chex.Array) -> FusedState:
+        key = jax.random.PRNGKey(seed)
+        key, k_learner, k_actor, k_env = jax.random.split(key, 4)
+        learner = init_learner_state(
+            learner_net.init(k_learner, obs_example),
+            learner_opt,
+            eta_init=cfg.eta_init,
+            alpha_init=cfg.alpha_init,
+        )
+        distill, replay = (), ()
+        actor_params = policy_of(learner.params)
+        carry = init_actor_carry(env, env_params, actor_net, k_env, st.streams)
+        runner_state = learner_net.initial_state(st.streams)
+        if distills:
+            distill = init_distill_state(actor_net.init(k_actor, obs_example), distill_opt)
+            actor_params = distill.params
+            template = _batch_template(rollout, runner, actor_params, learner, carry, runner_state)
+            replay = ring_init(template, st.replay_capacity)
+        zero = jnp.zeros((), jnp.int32)
+        return FusedState(
+            learner, distill, actor_params, zero, carry, runner_state, replay, key, zero
+        )
+
+    def iteration(state: FusedState) -> tuple[FusedState, FusedOut]:
+        carry, trajs, stats = rollout(state.actor_params, state.carry, state.actor_version)
+        batches, (runner_state,) = runner(
+            state.learner.target_params, (trajs,), (state.runner_state,)
+        )
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
+        state = state._replace(carry=carry, runner_state=runner_state)
+        consume = _make_consume(st, learner_update, distill_update, policy_of)
+        state, metrics = jax.lax.scan(consume, state, stacked)
+        steps = st.chunks * st.unroll_length * st.streams
+        state = state._replace(env_steps=state.env_steps + steps)
+        metrics = {k: _reduce(k, v) for k, v in metrics.items()}
+        distilled = state.distill.step if distills else jnp.zeros((), jnp.int32)
+        return state, FusedOut(stats, metrics, state.env_steps, state.learner.step, distilled)
+
+    return Fused(init, iteration, st, distills)
+
+
+def _batch_template(rollout, runner, actor_params, learner, carry, runner_state) -> Trajectory:
+    """One learner batch's shapes (traced, nothing runs)."""
+    _, trajs, _ = rollout(actor_params, carry, jnp.zeros((), jnp.int32))
+    batches, _ = runner(learner.target_params, (trajs,), (runner_state,))
+    return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), batches[0])
+
+
+def _make_consume(st: FusedSettings, learner_update, distill_update, policy_of) -> Callable:
+    """``consume(state, batch) -> (state, metrics)``: archive, learn, distill, publish."""
+
+    def consume(state: FusedState, batch: Trajectory):
+        replay, before = state.replay, state.learner.step
+        if distill_update is not None:
+            replay = ring_add(replay, batch, before)
+        learner, metrics = learner_update(state.learner, batch)
+        state = state._replace(learner=learner, replay=replay)
+        if distill_update is None:  # baselines: the learner's policy every K_A updates
+            due = _crossed(before, learner.step, st.actor_period)
+            return _publish(state, due, policy_of(learner.params)), metrics
+        key, k_sample = jax.random.split(state.key)
+        samples, stamps = ring_sample(replay, k_sample, st.distill_steps, st.replay_half_life)
+
+        def distill_step(s: FusedState, sample: Trajectory):
+            distill, m = distill_update(s.distill, sample)
+            due = _crossed(s.distill.step, distill.step, st.actor_period)
+            return _publish(s._replace(distill=distill), due, distill.params), m
+
+        state, dm = jax.lax.scan(distill_step, state._replace(key=key), samples)
+        dm = {k: _reduce(k, v) for k, v in dm.items()}
+        dm["distill/teacher_age_updates"] = jnp.mean((learner.step - stamps).astype(jnp.float32))
+        return state, {**metrics, **dm}
+
+    return consume
+
+
+def _crossed(before: chex.Array, after: chex.Array, period: int) -> chex.Array:
+    """True when a counter going from ``before`` to ``after`` passed a multiple of ``period``."""
+    return after // period > before // period
+
+
+def _publish(state: FusedState, due: chex.Array, params: PyTree) -> FusedState:
+    actor_params = jax.tree.map(lambda n, o: jnp.where(due, n, o), params, state.actor_params)
+    return state._replace(actor_params=actor_params, actor_version=state.actor_version + due)
+
+
+def _reduce(name: str, values: chex.Array) -> chex.Array:
+    """One metric over scanned updates: a count of skipped ones, else the mean."""
+    if name.endswith("skipped_update") or "nonfinite/" in name:
+        return jnp.sum(values)
+    return jnp.mean(values)
+
+
+def init_seeds(fused: Fused, seeds: list[int]) -> FusedState:
+    """The states of several seeds, stacked on a leading axis (one program)."""
+    return jax.jit(jax.vmap(fused.init))(jnp.asarray(seeds, jnp.int32))
+
+
+@functools.cache
+def jit_iterations(fused: Fused, count: int) -> Callable:
+    """``run(states, active) -> (states, outs)``: ``count`` iterations of every seed in one
+    jitted dispatch (``vmap`` over the seed axis, ``lax.scan`` over iterations); seeds whose
+    ``active`` flag is False keep their state. ``outs`` leaves are ``[count, seeds, ...]``.
+    Cached: the same ``fused`` and ``count`` give the same jitted function (compiled once per
+    number of seeds)."""
+    step = jax.vmap(fused.iteration)
+
+    def run(states: FusedState, active: chex.Array):
+        def body(states, _):
+            new, out = step(states)
+            keep = jax.vmap(lambda a, n, o: jax.tree.map(lambda x, y: jnp.where(a, x, y), n, o))
+            return keep(active, new, states), out
+
+        return jax.lax.scan(body, states, None, length=count)
+
+    return jax.jit(run, donate_argnums=0)
+
+
+def episode_records(stats: EpisodeStats) -> list[tuple[float, float, float]]:
+    """Host side: ``(return, success, length)`` of every episode that ended in ``stats``
+    (leaves ``[..., T, S]`` of one seed), in time order then stream order."""
+    done = np.asarray(stats.done)
+    order = lambda x: np.asarray(x)[done]  # noqa: E731  (row-major = time, then stream)
+    return list(
+        zip(
+            order(stats.episode_return).tolist(),
+            order(stats.success).astype(float).tolist(),
+            order(stats.episode_length).astype(float).tolist(),
+            strict=True,
+        )
+    )
+
+
+__all__ = [
+    "Fused",
+    "FusedOut",
+    "FusedSettings",
+    "FusedState",
+    "check_fused",
+    "episode_records",
+    "init_seeds",
+    "jit_iterations",
+    "make_fused",
+]
