@@ -99,11 +99,15 @@ class Budget:
 
 
 class Progress:
-    """The progress bar and the metric rows (one every ``log_interval`` seconds)."""
+    """The progress bar, the metric rows (one every ``log_interval`` seconds) and the time from
+    ``started`` (``train()`` was called) to the first learner update, said once (``startup_s``)."""
 
-    def __init__(self, cfg: Config, writer, progress: bool):
+    def __init__(self, cfg: Config, writer, progress: bool, started: float = 0.0, log=print):
         from tqdm import tqdm
 
+        self.started = started
+        self.startup_s: float | None = None
+        self.log = log
         self.writer = writer
         self.interval = cfg.log_interval
         self.total = cfg.total_env_steps
@@ -113,6 +117,9 @@ class Progress:
 
     def tick(self, system, elapsed: float, force: bool = False) -> None:
         now = time.perf_counter()
+        if self.startup_s is None and system.first_update_time is not None:
+            self.startup_s = system.first_update_time - self.started
+            self.log(f"[ald-jax] first learner update {self.startup_s:.1f}s after start")
         self.bar.n = min(system.counters.env_steps, self.total)
         if force or now - self._last >= self.interval:
             self._last = now
@@ -137,6 +144,7 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     The steps: prepare the run directory (and check a resume), build and warm up, restore,
     drive the chosen schedule, finish (final checkpoint, evaluation GIF, summary).
     """
+    t_start = time.perf_counter()
     configure_gpu_memory()
     if cfg.mode == "fused":  # several seeds in one program (ald_jax.fused_driver)
         from ald_jax.fused_driver import train_fused
@@ -151,10 +159,11 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     offset = restore(system, checkpointer, resume_meta, log)
     remote = ray_actors(cfg, system, log) if cfg.runtime == "ray" else None
     writer = _metrics_writer(cfg.run_dir, resume_meta)
-    reporter = Progress(cfg, writer, progress)
+    reporter = Progress(cfg, writer, progress, started=t_start, log=log)
     start = time.perf_counter() - offset
     interrupted = drive(cfg, system, budget, reporter, checkpointer, start, log, remote)
-    return finish(cfg, system, reporter.row, interrupted, log)
+    row = {**reporter.row, "startup_s": reporter.startup_s}
+    return finish(cfg, system, row, interrupted, log)
 
 
 def prepare(cfg: Config, log) -> tuple[Config, object, dict | None]:

@@ -97,6 +97,40 @@ class ActorCall(NamedTuple):
     trajs: Trajectory  # leaves ``[K, ...]`` on the actor device
 
 
+class Dispatched(NamedTuple):
+    """An update dispatched to its device whose guard the host has not read yet."""
+
+    metrics: dict  # the update's metrics (device arrays), its guard flags among them
+    state: PyTree  # the state it returned: its step counter and the params to publish
+    lag_source: tuple | None = None  # learner: (newest actor version, batch.version)
+
+
+class InFlight:
+    """A stage's dispatched calls that the host has not waited for, oldest first.
+
+    ``push(item, ahead)`` appends a call just dispatched and then finishes (``finish``, which
+    waits for the device) the oldest ones until at most ``ahead`` remain, so a stage runs at
+    most ``ahead`` calls ahead of what it has read back: its device queue, and the memory the
+    pending states hold, stay bounded. Only the stage's own thread touches it.
+    """
+
+    def __init__(self, finish: Callable):
+        self._finish = finish
+        self._items: collections.deque = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, item, ahead: int) -> None:
+        self._items.append(item)
+        self.settle(ahead)
+
+    def settle(self, keep: int) -> None:
+        """Finishes the oldest calls until at most ``keep`` are pending."""
+        while len(self._items) > keep:
+            self._finish(self._items.popleft())
+
+
 @dataclass
 class Counters:
     """Run progress; written by stage methods, read by the monitor (floats are seconds)."""
@@ -180,6 +214,15 @@ class System:
         self.pending: list[ActorCall] = []  # lockstep: calls of the runner group being assembled
         self.next_actor = 0  # lockstep: whose turn it is
         self.templates: dict[str, PyTree] = {}  # shapes of a call / replay batch (warm_up)
+        # Dispatched work not yet waited for (see ``InFlight``): how many of each stage's calls
+        # may be pending after a dispatch. 0 (lockstep) waits for each; ThreadedRun sets it.
+        self.dispatch_ahead = 0
+        self.inflight = {
+            "runner": InFlight(jax.block_until_ready),
+            "learner": InFlight(self._finish_learn),
+            "distill": InFlight(self._finish_distill),
+        }
+        self.first_update_time: float | None = None  # perf_counter of the first learner update
 
     # ---- stages ------------------------------------------------------------------------------
     def act(self, i: int) -> ActorCall:
@@ -219,7 +262,8 @@ class System:
 
     def run_runner(self, group: list[ActorCall]) -> list[Trajectory]:
         """The learner runner over ``group`` (calls of distinct actors, in each actor's order):
-        one transfer to the learner device, one jitted call; returns the learner batches."""
+        one transfer to the learner device, one jitted call; returns the learner batches
+        without waiting for them (the runner then waits for its call ``dispatch_ahead`` back)."""
         t0 = time.perf_counter()
         _, target_params = self.runner_server.get()
         calls = jax.device_put(tuple(call.trajs for call in group), self.roles.learner)
@@ -227,9 +271,8 @@ class System:
         batches, next_states = self.c.group_runner(target_params, calls, states)
         for call, state in zip(group, next_states, strict=True):
             self.runner_states[call.actor] = state
-        jax.block_until_ready(batches)  # honest busy time (dispatch is async)
-        with self.lock:
-            self.counters.runner_busy += time.perf_counter() - t0
+        self.inflight["runner"].push(batches, self.dispatch_ahead)
+        self._add_busy("runner", time.perf_counter() - t0)
         return list(batches)
 
     def add_batch(self, batch: Trajectory) -> Trajectory:
@@ -240,43 +283,77 @@ class System:
         return batch
 
     def learn(self, batch: Trajectory) -> None:
-        sch = self.schedule
+        """One V-MPO update, dispatched; the host then finishes (``_finish_learn``) the update
+        ``dispatch_ahead`` updates back, so the device never waits for the host in between."""
         t0 = time.perf_counter()
         self.learner_state, metrics = self.c.learner_update(self.learner_state, batch)
-        # The one host read per update: the skip flag (4 bytes); it also waits for the update.
-        skipped = self._check_finite("learner", metrics, metrics.get("skipped_update"))
-        step = self.counters.learner_updates + (0 if skipped else 1)
+        lag_source = (self.actor_server.version, batch.version)
+        with self.progress:  # DpRL counts dispatched updates
+            self.counters.learner_agent_steps += self.schedule.learner_steps_per_update
+            self.progress.notify_all()
+        update = Dispatched(metrics, self.learner_state, lag_source)
+        self.inflight["learner"].push(update, self.dispatch_ahead)
+        self._add_busy("learner", time.perf_counter() - t0)
+
+    def _finish_learn(self, update: Dispatched) -> None:
+        """Reads a learner update's guard and step counter (waiting for it), acts on them and
+        publishes: target params every ``K_L`` updates (baselines: actor params every ``K_A``),
+        decided by the state's own step counter, which the jitted update refreshes the target
+        by and which skipped updates do not advance."""
+        sch = self.schedule
+        skipped, step = self._check_finite("learner", update, "skipped_update")
         if not skipped and step % sch.target_period == 0:
-            self.runner_server.publish(self.learner_state.target_params)
+            self.runner_server.publish(update.state.target_params)
         if not skipped and not self.c.distills and step % sch.actor_period == 0:
-            self.publish_actor(self.c.actor_params_of(self.learner_state.params))
+            self.publish_actor(self.c.actor_params_of(update.state.params))
         with self.progress:
-            self.learner_metrics = metrics
-            self.lag_source = (self.actor_server.version, batch.version)
-            self.counters.learner_updates = step
-            self.counters.learner_agent_steps += sch.learner_steps_per_update
-            self.counters.learner_busy += time.perf_counter() - t0
+            self.learner_metrics = update.metrics
+            self.lag_source = update.lag_source
+            self.counters.learner_updates += 0 if skipped else 1
+            if self.first_update_time is None and not skipped:
+                self.first_update_time = time.perf_counter()
             self.progress.notify_all()
 
     def distill(self) -> None:
+        """One distillation call (``N_D`` optimizer steps on replay batches), dispatched; the
+        host finishes (``_finish_distill``) the call ``dispatch_ahead`` calls back."""
         sch = self.schedule
         t0 = time.perf_counter()
         batches, stamps = self.replay.sample(sch.num_distill)
         self.distill_state, metrics = self.c.distill_update(self.distill_state, batches)
-        skipped = self._check_finite("distill", metrics, metrics.get("distill/skipped_update"))
-        # one optimizer step per batch (learners/distill.py); K_A counts those steps
-        before = self.counters.distill_updates
-        step = before + sch.num_distill - skipped
-        if step // sch.actor_period > before // sch.actor_period:
-            self.publish_actor(self.distill_state.params)  # one copy to the actor device
         ages = [self.counters.learner_updates - stamp for stamp in stamps]
         metrics = {**metrics, "distill/teacher_age_updates": float(np.mean(ages))}
-        with self.progress:
-            self.distill_metrics = metrics
-            self.counters.distill_updates = step
+        with self.progress:  # DpRL counts dispatched steps
             self.counters.distill_agent_steps += sch.distill_steps_per_update
-            self.counters.distill_busy += time.perf_counter() - t0
             self.progress.notify_all()
+        self.inflight["distill"].push(Dispatched(metrics, self.distill_state), self.dispatch_ahead)
+        self._add_busy("distill", time.perf_counter() - t0)
+
+    def _finish_distill(self, call: Dispatched) -> None:
+        """Reads a distill call's guard and step counter (waiting for it); when its steps cross
+        a multiple of ``K_A`` (optimizer steps, counted by the state; skipped steps do not
+        count) the actors get its params: one copy to the actor device."""
+        sch = self.schedule
+        skipped, step = self._check_finite("distill", call, "distill/skipped_update")
+        taken = sch.num_distill - skipped  # one optimizer step per batch (learners/distill.py)
+        if step // sch.actor_period > (step - taken) // sch.actor_period:
+            self.publish_actor(call.state.params)
+        with self.progress:
+            self.distill_metrics = call.metrics
+            self.counters.distill_updates += taken
+            self.progress.notify_all()
+
+    def flush(self, stage: str) -> None:
+        """Waits for every call of ``stage`` (``runner``, ``learner`` or ``distill``) still in
+        flight and finishes it; the time counts as that stage's busy time."""
+        t0 = time.perf_counter()
+        self.inflight[stage].settle(0)
+        self._add_busy(stage, time.perf_counter() - t0)
+
+    def _add_busy(self, stage: str, seconds: float) -> None:
+        with self.lock:
+            name = f"{stage}_busy"
+            setattr(self.counters, name, getattr(self.counters, name) + seconds)
 
     def publish_actor(self, params, version: int | None = None) -> None:
         """Hands ``params`` to the actors and notes the env-step count of the new version."""
@@ -322,13 +399,17 @@ class System:
         c = self.counters
         return interval > 0 and c.learner_updates >= c.evaluations * interval
 
-    def _check_finite(self, who: str, metrics: dict, skipped) -> int:
-        """Acts on the update's non-finite guard (the update itself was already skipped);
-        returns how many of its steps were skipped (0 or 1; a distill call: up to ``N_D``)."""
-        count = 0 if skipped is None else int(round(float(jax.device_get(skipped))))
+    def _check_finite(self, who: str, update: Dispatched, flag: str) -> tuple[int, int]:
+        """Acts on an update's non-finite guard (the update itself was already skipped inside
+        the jit): ``(skipped steps, the state's step counter)``, read in one host transfer that
+        waits for the update. A learner update skips 0 or 1 step, a distill call up to ``N_D``.
+        """
+        skipped, step = jax.device_get((update.metrics.get(flag, 0), update.state.step))
+        count = int(round(float(skipped)))
         if count == 0:
-            return 0
-        names = nonfinite_names(jax.device_get(metrics))
+            return 0, int(step)
+        metrics = jax.device_get(update.metrics)
+        names = nonfinite_names({k.removeprefix("distill/"): v for k, v in metrics.items()})
         with self.lock:
             self.counters.skipped_updates += count
         if self.schedule.on_nan == "stop":
@@ -336,7 +417,7 @@ class System:
                 f"non-finite {', '.join(names)} in a {who} update: the update was skipped and "
                 "the run stops (on_nan=stop; on_nan=skip skips such updates and goes on)"
             )
-        return count
+        return count, int(step)
 
     # ---- DpRL bookkeeping --------------------------------------------------------------------
     def distill_due(self, slack_updates: int = 0) -> bool:
@@ -548,6 +629,9 @@ def run_lockstep(
     exactly. Runs under the config's ``transfer_guard``.
     """
     sch = system.schedule
+    for stage in system.inflight:  # calls a threaded run left in flight
+        system.flush(stage)
+    system.dispatch_ahead = 0  # every call is finished before the next stage runs
     with stage_context(system.roles.learner, sch.transfer_guard):
         while not should_stop():
             i = system.next_actor
@@ -617,6 +701,11 @@ class CallQueues:
         return sum(1 for q in self._queues if q)
 
 
+#: Calls a stage of the threaded schedule may have dispatched beyond the last one it has read
+#: back (``InFlight``): 1 lets the device run one update while the host prepares the next.
+DISPATCH_AHEAD = 1
+
+
 class ThreadedRun:
     """Actor, runner, learner and distill threads joined by bounded queues, under supervision.
 
@@ -644,6 +733,7 @@ class ThreadedRun:
         self.batches: queue.Queue = queue.Queue(maxsize=sch.queue_capacity)
         self.threads: list[threading.Thread] = []
         self._key = jax.random.PRNGKey(sch.seed + 7919)
+        system.dispatch_ahead = DISPATCH_AHEAD
 
     # -- helpers --
     def _beat(self) -> None:
@@ -752,41 +842,65 @@ class ThreadedRun:
         s = self.system
         while not self.stop.is_set():
             self._beat()
-            group = self.calls.take_group(s.c.group_calls, timeout=self.TIMEOUT)
+            group = self.calls.take_group(s.c.group_calls, timeout=0)
+            if group is None:  # about to wait for actors: finish the device work first
+                s.flush("runner")
+                group = self.calls.take_group(s.c.group_calls, timeout=self.TIMEOUT)
             if group is None:
                 continue
             for batch in s.run_runner(group):
                 self._put(self.batches, s.add_batch(batch))
 
     def _learner_loop(self) -> None:
+        """Learns from every batch, holding DpRL; before it waits (for data or for
+        distillation) it finishes its updates in flight, so its busy time covers the device
+        time of its updates and its waits are real waits. The updates still in flight when the
+        run stops are finished too (the last metric row counts them)."""
         s = self.system
-        while not self.stop.is_set():
-            t0 = time.perf_counter()
-            batch = self._get(self.batches)
-            t1 = time.perf_counter()
-            if s.replay is not None:  # hold DpRL: at most one update ahead of distillation
-                with s.progress:
-                    while s.distill_due(slack_updates=1) and not self.stop.is_set():
-                        self._beat()
-                        s.progress.wait(self.TIMEOUT)
-            t2 = time.perf_counter()
-            with s.lock:
-                s.counters.learner_wait_data += t1 - t0
-                s.counters.learner_wait_distill += t2 - t1
-            self._beat()
-            s.learn(batch)
+        try:
+            while not self.stop.is_set():
+                if self.batches.empty():
+                    s.flush("learner")
+                t0 = time.perf_counter()
+                batch = self._get(self.batches)
+                if s.replay is not None and s.distill_due(slack_updates=1):
+                    s.flush("learner")
+                t1 = time.perf_counter()
+                self._hold_dprl()
+                t2 = time.perf_counter()
+                with s.lock:
+                    s.counters.learner_wait_data += t1 - t0
+                    s.counters.learner_wait_distill += t2 - t1
+                self._beat()
+                s.learn(batch)
+        except Stop:
+            pass
+        s.flush("learner")
+
+    def _hold_dprl(self) -> None:
+        """Waits while the learner is more than one update ahead of the target DpRL (ALD)."""
+        s = self.system
+        if s.replay is None:
+            return
+        with s.progress:
+            while s.distill_due(slack_updates=1) and not self.stop.is_set():
+                self._beat()
+                s.progress.wait(self.TIMEOUT)
 
     def _distill_loop(self) -> None:
         s = self.system
         while not self.stop.is_set():
+            if not s.distill_due():
+                s.flush("distill")  # about to wait: finish (and publish) what is in flight
             with s.progress:
                 while not (len(s.replay) and s.distill_due()) and not self.stop.is_set():
                     self._beat()
                     s.progress.wait(self.TIMEOUT)
             if self.stop.is_set():
-                return
+                break
             self._beat()
             s.distill()
+        s.flush("distill")
 
     def _eval_loop(self) -> None:
         s = self.system
