@@ -141,7 +141,14 @@ def train_fused(
         f"{fused_shape(fused)})"
     )
     interrupted = _loop(run, states, logs, cfg.log_interval)
-    return [s.finish(interrupted) for s in logs]
+    rows = [s.finish(interrupted) for s in logs]
+    for seed, row in zip(seeds, rows, strict=True):
+        log(
+            f"[ald-jax] done: seed {seed} env_steps={row['env_steps']} "
+            f"wall={row['wall_time']:.0f}s success={row.get('success_rate', float('nan')):.2f} "
+            f"return={row.get('episode_return', float('nan')):.2f}"
+        )
+    return rows
 
 
 def fused_shape(fused: Fused) -> str:
