@@ -81,6 +81,7 @@ class SeedLog:
             "distill_updates": int(out["distill_updates"]),
             "distill_agent_steps": distill_steps,
             "dprl_achieved": distill_steps / max(learner_steps, 1),
+            "learner_sps": learner_steps / max(elapsed, 1e-9),  # whole program, this seed's share
             "skipped_updates": self.skipped,
         }
         if self.episodes:
