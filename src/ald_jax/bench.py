@@ -2,7 +2,8 @@
 
 Each section measures medians over repeats after a warm-up. Sections: ``envs`` (env steps/s),
 ``networks`` (acting-step latency), ``learners`` (update agent-steps/s), ``actors`` (actor-thread
-env steps/s), ``system`` (the threaded system's env steps/s, 60 s each after warm-up).
+env steps/s), ``system`` (the threaded system's env steps/s, 60 s each after warm-up),
+``startup`` (seconds to the first learner update of ``debug``, fresh compile cache and warm).
 ``python -m ald_jax.bench --only envs,networks`` runs a subset.
 """
 
@@ -14,7 +15,7 @@ import json
 import os
 import time
 
-SECTIONS = ("envs", "networks", "learners", "actors", "system")
+SECTIONS = ("envs", "networks", "learners", "actors", "system", "startup")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ asymm_ac   LSTM             LSTM policy+GTrXL value the learner's policy part, e
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -53,6 +54,19 @@ from ald_jax.learners import (
 from ald_jax.losses.distill import actor_distill_loss
 from ald_jax.networks import AsymmetricNetwork, GTrXLNetwork, LSTMNetwork, resolve_torso
 from ald_jax.networks.base import RecurrentNetwork
+
+# The one-time initialisers (network params, optimiser states, environment resets) are jitted so
+# that a run traces, compiles and caches one program each instead of hundreds of eager ops; they
+# run once, so LLVM's -O0 is enough (their compile time halves, their run time stays negligible).
+INIT_COMPILER_OPTIONS = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+}
+
+
+def jit_init(fn: Callable, **kwargs) -> Callable:
+    """``jax.jit`` for a one-time initialiser (``INIT_COMPILER_OPTIONS``)."""
+    return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS, **kwargs)
 
 
 class Components(NamedTuple):
@@ -157,7 +171,7 @@ def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
         group_calls=group_calls,
         init_states=None,
     )
-    comps = comps._replace(init_states=make_init_states(cfg, comps))
+    comps = comps._replace(init_states=jit_init(make_init_states(cfg, comps)))
     if cfg.eval_interval:
         comps = comps._replace(**_evaluation(cfg, comps))
     return comps
@@ -169,8 +183,9 @@ def make_environment(cfg: Config):
         env = envpool_spec(cfg.env, cfg.env_obs_key)
         return env, None, jnp.zeros(env.observation_shape, jnp.float32)
     env, env_params = envs_jax.make(cfg.env)
-    obs_example, _ = env.reset(jax.random.PRNGKey(0), env_params)
-    return env, env_params, obs_example
+    # only its shape and dtype matter (network init): traced, not run
+    obs = jax.eval_shape(lambda: env.reset(jax.random.PRNGKey(0), env_params)[0])
+    return env, env_params, jnp.zeros(obs.shape, obs.dtype)
 
 
 def build_acting(cfg: Config, device: jax.Device) -> tuple[Callable, Callable]:
@@ -195,10 +210,13 @@ def _acting(cfg: Config, env, env_params, actor_net, device: jax.Device):
         return rollout, init_carry
     one_chunk = make_rollout(env, env_params, actor_net, cfg.unroll_length)
     rollout = jit_rollout(make_chunked_rollout(one_chunk, cfg.chunks_per_call))
+    init = jit_init(
+        functools.partial(init_actor_carry, env, env_params, actor_net), static_argnums=1
+    )
 
     def init_carry(key, num_envs, index):
         with jax.default_device(device):
-            carry = init_actor_carry(env, env_params, actor_net, key, num_envs)
+            carry = init(key, num_envs)
         return jax.device_put(carry, device)
 
     return rollout, init_carry

@@ -72,9 +72,10 @@ def configure_jax(cfg: Config) -> None:
     """Process-wide JAX settings (kept out of library modules)."""
     import jax
 
-    if cfg.compile_cache:
+    if cfg.compile_cache:  # every compiled program, however small or quick to compile
         jax.config.update("jax_compilation_cache_dir", jax_cache_dir())
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 class Budget:
@@ -323,7 +324,8 @@ def ray_actors(cfg: Config, system, log):
     env = {}
     if cfg.compile_cache:  # the actor processes share this process's compile cache
         env["JAX_COMPILATION_CACHE_DIR"] = jax_cache_dir()
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     remote = RayActors(system, cfg.to_dict(), cfg.ray_address, cfg.ray_actor_cpus, log=log, env=env)
     remote.warm_up()
     where = (

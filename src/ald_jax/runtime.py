@@ -23,8 +23,10 @@ notebooks, exact reproduction). Placement and hand-offs: docs/design.md, "Device
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import queue
 import threading
 import time
@@ -35,13 +37,27 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+from jax.sharding import SingleDeviceSharding
 
 from ald_jax import trajectory
-from ald_jax.builder import Components, Schedule
+from ald_jax.builder import Components, Schedule, jit_init
 from ald_jax.learners.distill import place_distill_state
 from ald_jax.learners.guard import nonfinite_names
 from ald_jax.replay import Replay
 from ald_jax.types import PyTree, Trajectory
+
+
+@functools.partial(jit_init, static_argnums=1)
+def _split_keys(key: jax.Array, num_actors: int) -> tuple:
+    """``(key of the initial states, one key per actor)`` from a run's key, in one program."""
+    key, init_key = jax.random.split(key)
+    return init_key, tuple(jax.random.split(key, num_actors))
+
+
+@functools.partial(jit_init, static_argnums=(0, 1))
+def _initial_state(network, batch: int) -> PyTree:
+    """``network.initial_state(batch)`` in one program (not one eager op per leaf)."""
+    return network.initial_state(batch)
 
 
 class Published(NamedTuple):
@@ -56,16 +72,19 @@ class ParamServer:
     """Versioned parameter hand-off: writers ``publish``, readers ``latest`` / ``get``.
 
     ``publish`` copies the params to the readers' ``device`` once per version (one explicit
-    transfer; a no-op when they already live there), so readers never copy them per call.
+    transfer; a no-op when they already live there), so readers never copy them per call. They
+    are placed as single-device arrays: params from the distill mesh (on a CPU-only host, the
+    same device) would otherwise keep that mesh in their type, and the readers' functions would
+    be traced for it.
     """
 
     def __init__(self, params: PyTree, device: jax.Device):
         self._lock = threading.Lock()
-        self._device = device
+        self._sharding = SingleDeviceSharding(device)
         self._latest = self._place(0, params)
 
     def _place(self, version: int, params: PyTree) -> Published:
-        params, version_array = jax.device_put((params, np.int32(version)), self._device)
+        params, version_array = jax.device_put((params, np.int32(version)), self._sharding)
         return Published(version, params, version_array)
 
     def publish(self, params: PyTree, version: int | None = None) -> None:
@@ -169,7 +188,7 @@ class System:
         self.c = comps
         self.roles = roles = comps.roles
         key = jax.random.PRNGKey(sch.seed) if key is None else key
-        key, init_key = jax.random.split(key)
+        init_key, actor_keys = _split_keys(key, sch.num_actors)
         learner_state, distill_state = comps.init_states(init_key)
         self.learner_state = jax.device_put(learner_state, roles.learner)
         self.distill_state = None
@@ -180,12 +199,12 @@ class System:
             actor_params = comps.actor_params_of(self.learner_state.params)
         self.actor_server = ParamServer(actor_params, roles.actor)
         self.runner_server = ParamServer(self.learner_state.target_params, roles.learner)
-        actor_keys = jax.device_put(jax.random.split(key, sch.num_actors), roles.actor)
+        actor_keys = jax.device_put(actor_keys, roles.actor)
         self.carries: list = [
             comps.init_carry(actor_keys[i], sch.envs_per_actor, i) for i in range(sch.num_actors)
         ]
         with jax.default_device(roles.learner):
-            initial = comps.learner_net.initial_state(sch.envs_per_actor)
+            initial = _initial_state(comps.learner_net, sch.envs_per_actor)
         self.runner_states = [jax.device_put(initial, roles.learner)] * sch.num_actors
         self.replay = None
         if comps.distills:
@@ -982,13 +1001,18 @@ def run_threaded(
 
 
 def warm_up(system: System) -> None:
-    """Compiles every jitted function once before threads start (compiling holds the GIL).
+    """Compiles every jitted function before the threads start, then runs each stage once.
 
-    Each function is compiled inside the same ``stage_context`` its stage thread enters (the
-    default device and transfer guard are part of JAX's compile cache key). Runs each stage on
-    copies and throws the results away: the run's state is unchanged. ``system.templates``
-    records the shapes a checkpoint's calls and replay batches have.
+    Every function is first traced and lowered on this thread (tracing holds the GIL) for the
+    arguments its stage will pass, abstract ones (``jax.eval_shape``) where they do not exist
+    yet, each inside the ``stage_context`` its stage thread enters (the default device and the
+    transfer guard are part of JAX's cache keys); then XLA compiles them all at once on a thread
+    pool (compiling releases the GIL; with a warm persistent cache it loads them instead).
+    Running each stage once afterwards, on copies, finds them compiled and leaves the run's
+    state unchanged; ``system.templates`` records the shapes of a checkpoint's calls and replay
+    batches.
     """
+    _compile_all(lambda compile_: _lower_stages(system, compile_))
     sch, c, roles = system.schedule, system.c, system.roles
     guard = sch.transfer_guard
     with stage_context(roles.actor, guard):
@@ -1014,6 +1038,77 @@ def warm_up(system: System) -> None:
             jax.block_until_ready(out)
     if sch.eval_interval:
         _warm_up_evaluation(system, batch)
+
+
+def _lower_stages(system: System, compile_: Callable) -> None:
+    """Lowers each stage's jitted function for the arguments its thread passes it and hands it
+    to ``compile_`` at once (see ``warm_up``). Nothing when the actors step their environments
+    on the host (envpool: the rollout is not one jitted function whose outputs can be traced)."""
+    sch, c, roles = system.schedule, system.c, system.roles
+    if not hasattr(c.rollout, "lower"):
+        return
+    guard = sch.transfer_guard
+    latest = system.actor_server.latest()
+    acting = (latest.params, system.carries[0], latest.version_array)
+    with stage_context(roles.actor, guard):
+        _, trajs, _ = jax.eval_shape(c.rollout, *acting)
+    on_learner = SingleDeviceSharding(roles.learner)
+    with stage_context(roles.learner, guard):  # the largest program first: it compiles longest
+        running = (system.runner_server.get()[1], _placed((trajs,) * c.group_calls, on_learner))
+        running += (tuple(system.runner_states[:1]) * c.group_calls,)
+        batch = _placed(jax.eval_shape(c.group_runner, *running)[0][0], on_learner)
+        compile_(c.learner_update.lower(system.learner_state, batch))
+        compile_(c.group_runner.lower(*running))
+    with stage_context(roles.actor, guard):
+        compile_(c.rollout.lower(*acting))
+    stripped = trajectory.without_learner_state(batch)
+    stripped = _placed(stripped, trajectory.batch_shardings(stripped, roles.distill_mesh()))
+    if system.replay is not None:
+        with stage_context(roles.distill[0], guard):
+            batches = [stripped] * sch.num_distill
+            compile_(c.distill_update.lower(system.distill_state, batches))
+    if sch.eval_interval:
+        with stage_context(roles.learner, guard):  # the eval thread's context
+            _lower_evaluation(system, stripped, compile_)
+
+
+def _lower_evaluation(system: System, stripped: Trajectory, compile_: Callable) -> None:
+    c, roles = system.c, system.roles
+    index = {
+        device: jax.ShapeDtypeStruct((), np.int32, sharding=SingleDeviceSharding(device))
+        for device in system.eval_keys
+    }
+    _, target = system.runner_server.get()
+    params = system.actor_server.latest().params
+    compile_(
+        c.evaluate_learner.lower(target, system.eval_keys[roles.learner], index[roles.learner])
+    )
+    compile_(c.evaluate_actor.lower(params, system.eval_keys[roles.actor], index[roles.actor]))
+    if c.kl_newest is not None:
+        compile_(c.kl_newest.lower(system.distill_state.params, stripped))
+
+
+def _placed(tree: PyTree, sharding) -> PyTree:
+    """``tree``'s leaves as ``jax.ShapeDtypeStruct`` placed by ``sharding`` (one for every leaf,
+    or a tree of them): what committed arrays of those shapes would be as arguments."""
+    if isinstance(sharding, jax.sharding.Sharding):
+        sharding = jax.tree.map(lambda _: sharding, tree)
+    return jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s, weak_type=x.weak_type),
+        tree,
+        sharding,
+    )
+
+
+def _compile_all(lower: Callable[[Callable], None]) -> None:
+    """Compiles what ``lower`` lowers, each function as soon as it is lowered, on a thread pool:
+    XLA compiles (or loads from the persistent cache) without the GIL, so the roles' functions
+    compile side by side and while the next one is traced."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = []
+        lower(lambda lowered: futures.append(pool.submit(lowered.compile)))
+        for future in futures:
+            future.result()
 
 
 def _warm_up_evaluation(system: System, batch: Trajectory) -> None:

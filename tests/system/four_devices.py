@@ -132,6 +132,42 @@ def check_placement_threaded(method: str = "ald") -> dict:
     }
 
 
+def check_no_compile_after_warm_up() -> dict:
+    """Every trace and compile (or persistent-cache load) after ``warm_up``, in a threaded run on
+    the accelerated host's layout with every stage busy (the policy evaluation too): each thread
+    must find its functions compiled for its own device and transfer guard."""
+    watched = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
+    system = _system(eval_interval=2, **LAYOUT)
+    run = ThreadedRun(system, log=lambda m: None)
+    events = []
+
+    def listener(event, duration, **kwargs):
+        if event in watched:
+            events.append(f"{event.rsplit('/', 1)[-1]} {kwargs.get('fun_name', '?')}")
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        run.start()
+        c, deadline = system.counters, time.monotonic() + 120
+        while not (c.learner_updates >= 6 and c.evaluations >= 2) and not run.errors:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        run.shutdown(5.0)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return {
+        "errors": [name + ": " + tb.strip().splitlines()[-1] for name, tb in run.errors],
+        "events": events,
+        "updates": c.learner_updates,
+        "distill_updates": c.distill_updates,
+        "evaluations": c.evaluations,
+    }
+
+
 def check_planted_transfer() -> dict:
     """A stage that hands the learner a host (numpy) batch: an implicit host-to-device copy."""
     out = {}

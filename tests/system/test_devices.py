@@ -72,6 +72,16 @@ def test_every_stage_keeps_its_arrays_on_its_device_in_threads():
 
 
 @pytest.mark.slow
+def test_after_warm_up_no_thread_traces_or_compiles_anything():
+    """warm_up compiles every function for its stage's device and transfer guard (issue 30): a
+    threaded run with every stage busy then traces and compiles nothing (a function compiled
+    for another context, or an eager op in a stage, would show here)."""
+    out = four_device_check("no_compile_after_warm_up")
+    assert not out["errors"], out["errors"]
+    assert out["updates"] >= 6 and out["distill_updates"] > 0 and out["evaluations"] >= 2, out
+    assert out["events"] == [], out["events"]
+
+
 def test_a_planted_implicit_transfer_fails_in_both_schedules():
     out = four_device_check("planted_transfer")
     for mode in ("lockstep", "threaded"):

@@ -81,8 +81,11 @@ def measure_system(
     )
     return {
         "env_sps": (last["env_steps"] - start["env_steps"]) / span,
+        # agent steps the learner learned from per wall-clock second (not per busy second)
+        "learner_agent_sps": (last["learner_agent_steps"] - start["learner_agent_steps"]) / span,
         "seconds": span,
         "runner_busy_frac": (last["runner_busy_s"] - start["runner_busy_s"]) / span,
+        "startup_s": last.get("startup_s"),
         **{k: last.get(k, float("nan")) for k in keys},
     }
 

@@ -132,6 +132,7 @@ def jit_distill_update(update: Callable, devices: Sequence[jax.Device]) -> Calla
             )
         return jitted(state, tuple(batches))
 
+    call.lower = lambda state, batches: jitted.lower(state, tuple(batches))  # compile ahead
     return call
 
 
