@@ -1,19 +1,26 @@
-"""``make gpu-check``: devices, roles and a short ALD vs GTrXL throughput check on one host.
+"""``make gpu-check``: devices, roles, the update benchmarks and a short ALD / GTrXL / LSTM
+throughput check on one host (issue 30's figures included).
 
     python -m experiments.gpu_check [--exp imaze9] [--profile gpu] [--seconds 120] \\
-        [--warmup 10] [--budget 480] [--out results/gpu_check.json]
+        [--warmup 10] [--budget 540] [--no-startup] [--out results/gpu_check.json]
 
 1. The devices JAX started and the roles the experiment's config resolves to (``profile=gpu``:
-   actors on ``cpu:0``, learner, runner and distillation on the first accelerator).
+   actors on ``cpu:0``, learner, runner and distillation on the first accelerator; the line
+   saying what the profile chose from the cores).
 2. The learner update (V-MPO on the paper's GTrXL, d 256, with the experiment's number of
    layers, on a 64 x 20 batch) and distill update benchmarks of ``ald_jax.benchmarks.learners``,
-   on the learner's device.
-3. The experiment trained threaded with ALD and with the GTrXL baseline, ``--seconds`` each after
-   ``--warmup`` seconds of training (``ald_jax.benchmarks.system.measure_system``; compile time
-   is not measured but is spent).
-4. A side-by-side table, and everything to ``--out`` (JSON, no host name).
+   on the learner's device: the learner "alone".
+3. ALD's startup: seconds from ``train()`` to its first learner update with a fresh compile
+   cache (cold) and then warm, each run in its own process (``ald_jax.benchmarks.startup``).
+4. The experiment trained threaded with ALD, the GTrXL baseline and the LSTM baseline,
+   ``--seconds`` each after ``--warmup`` seconds of training
+   (``ald_jax.benchmarks.system.measure_system``), with ``nvidia-smi``'s GPU utilisation sampled
+   where it exists.
+5. A side-by-side table, the ratios (ALD / LSTM and ALD / GTrXL env steps/s; each GTrXL
+   learner's agent steps learned per wall-clock second in the system over the update alone) and
+   everything to ``--out`` (JSON, no host name).
 
-The whole check keeps to ``--budget`` seconds (8 minutes by default): before each run the
+The whole check keeps to ``--budget`` seconds (9 minutes by default): before each run the
 training seconds are cut to what the budget leaves, allowing for the warm-up and for the run's
 compile and shutdown (estimated, then measured on the first run). On a CPU-only machine every
 role falls back to CPU devices and the same check runs unchanged (slower).
@@ -26,13 +33,17 @@ import datetime
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
+import threading
 import time
 import traceback
 
 from ald_jax.config import PROFILES, ConfigError
 
-METHODS = (("ald", "ALD"), ("gtrxl", "GTrXL"))
+METHODS = (("ald", "ALD"), ("gtrxl", "GTrXL"), ("lstm", "LSTM"))
+GTRXL_LEARNERS = ("ald", "gtrxl")  # methods whose learner is the benchmarked GTrXL update
 BENCH_REPEATS = 3
 DISTILL_ITERS = 10
 RUN_OVERHEAD_S = 60.0  # first estimate of one run's compile + shutdown + final checkpoint
@@ -88,10 +99,13 @@ def _fmt(value, spec: str) -> str:
 
 TABLE_ROWS = (
     ("env steps/s", "env_sps", ",.0f"),
-    ("learner SPS (agent steps/s)", "learner_sps", ",.0f"),
+    ("learner agent steps/s (wall)", "learner_agent_sps", ",.0f"),
+    ("learner in system / alone", "learner_over_alone", ".2f"),
+    ("learner SPS (busy)", "learner_sps", ",.0f"),
     ("learner idle %", "learner_idle_pct", ".1f"),
     ("actor SPS per thread", "actor_sps_per_thread", ",.0f"),
     ("achieved DpRL", "dprl_achieved", ".2f"),
+    ("GPU utilisation % (mean)", "gpu_util_pct", ".0f"),
 )
 
 
@@ -110,6 +124,41 @@ def table(runs: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    t0 = time.perf_counter()
+    elapsed = lambda: time.perf_counter() - t0  # noqa: E731
+
+    from ald_jax.run import configure_cpu_threads, configure_gpu_memory, configure_jax, load_config
+
+    configure_gpu_memory()  # before JAX starts its backends
+    base = profile_overrides(args.profile)
+    try:
+        cfg = load_config(args.exp, base)
+    except ConfigError as e:
+        print(f"gpu-check: bad configuration: {e}", file=sys.stderr)
+        return 2
+    configure_cpu_threads(cfg)  # profile=gpu: the actors' core budget, before JAX starts
+    configure_jax(cfg)  # the runs' persistent compile cache, for the benchmarks too
+    report = _describe(args, cfg, base)
+    if report is None:
+        return 2
+    errors: list[str] = []
+    report["bench"] = bench = _benchmarks(cfg, report["roles"]["learner"], errors)
+    if args.startup:
+        report["startup"] = _startup(args.exp, base, errors)
+    report["runs"] = runs = _system_runs(args, base, elapsed, errors)
+    for method in GTRXL_LEARNERS:
+        alone = bench.get(f"learner_sps.gtrxl{cfg.gtrxl_layers}")
+        if alone and runs.get(method, {}).get("learner_agent_sps"):
+            runs[method]["learner_over_alone"] = runs[method]["learner_agent_sps"] / alone
+    print()
+    print(table(runs))
+    report.update(_ratios(runs, report.get("startup")))
+    print()
+    return _write(args, report, errors, elapsed())
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.gpu_check", description=__doc__.split("\n")[0]
     )
@@ -124,37 +173,35 @@ def main(argv: list[str] | None = None) -> int:
         "--warmup", type=float, default=10.0, help="training seconds before measuring"
     )
     parser.add_argument(
-        "--budget", type=float, default=480.0, help="seconds for the whole check (shrinks runs)"
+        "--budget", type=float, default=540.0, help="seconds for the whole check (shrinks runs)"
+    )
+    parser.add_argument(
+        "--startup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure ALD's time to its first learner update, fresh compile cache and warm",
     )
     parser.add_argument("--out", default=os.path.join("results", "gpu_check.json"))
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.warmup < 0 or args.budget <= 0:
         parser.error("--seconds and --budget must be > 0, --warmup >= 0")
-    t0 = time.perf_counter()
-    elapsed = lambda: time.perf_counter() - t0
+    return args
 
-    from ald_jax.run import configure_gpu_memory, configure_jax, load_config
 
-    configure_gpu_memory()  # before JAX starts its backends
-    base = profile_overrides(args.profile)
-    try:
-        cfg = load_config(args.exp, base)
-    except ConfigError as e:
-        print(f"gpu-check: bad configuration: {e}", file=sys.stderr)
-        return 2
-
+def _describe(args: argparse.Namespace, cfg, base: list[str]) -> dict | None:
+    """Prints the devices, roles and config; returns the report's header (None: bad config)."""
     import jax
 
     from ald_jax.builder import roles_of
+    from ald_jax.config import profile_line
     from ald_jax.devices import available_devices
 
-    configure_jax(cfg)  # the runs' persistent compile cache, for the benchmarks too
     devices = available_devices()
     try:
         roles = roles_of(cfg)
     except ConfigError as e:
         print(f"gpu-check: bad configuration: {e}", file=sys.stderr)
-        return 2
+        return None
     label = f"{args.exp}, " + (base[0] if base else "profile=laptop (default)")
     print(f"[gpu-check] jax {jax.__version__}, default backend {jax.default_backend()}")
     for name, device in devices.items():
@@ -163,12 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         print("[gpu-check] no accelerator: every role falls back to CPU devices")
     print(f"[gpu-check] roles ({label}): {roles.describe()}")
     print(f"[gpu-check] roles: {roles.as_dict()}")
+    if profile_line(cfg):
+        print(f"[gpu-check] {profile_line(cfg)}")
     print(
         f"[gpu-check] config: {cfg.num_actors} actors x {cfg.envs_per_actor} envs, batch "
         f"{cfg.batch_size} x T {cfg.unroll_length}, DpRL {cfg.dprl:g}, N_D {cfg.num_distill}",
         flush=True,
     )
-    report: dict = {
+    return {
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "exp": args.exp,
         "profile": args.profile,
@@ -183,18 +232,21 @@ def main(argv: list[str] | None = None) -> int:
         "roles_described": roles.describe(),
         "config": {k: getattr(cfg, k) for k in CONFIG_FIELDS},
     }
-    errors: list[str] = []
 
-    # --- learner and distill update benchmarks on the learner's device ------------------------
+
+def _benchmarks(cfg, learner_name: str, errors: list[str]) -> dict:
+    """The learner and distill update benchmarks ("alone") on the learner's device."""
+    import jax
+
     from ald_jax.benchmarks.learners import distill_sps, gtrxl_learner_sps
+    from ald_jax.builder import roles_of
 
-    learner_name = roles.as_dict()["learner"]
     layers = cfg.gtrxl_layers
     bench: dict = {"device": learner_name, "repeats": BENCH_REPEATS, "gtrxl_layers": layers}
     print(f"[gpu-check] learner benchmarks on {learner_name} ...", flush=True)
     t_bench = time.perf_counter()
     try:
-        with jax.default_device(roles.learner):
+        with jax.default_device(roles_of(cfg).learner):
             bench[f"learner_sps.gtrxl{layers}"] = gtrxl_learner_sps(layers, BENCH_REPEATS)
             bench["distill_sps.lstm32"] = distill_sps(BENCH_REPEATS, DISTILL_ITERS)
     except Exception:
@@ -202,13 +254,33 @@ def main(argv: list[str] | None = None) -> int:
         errors.append("bench")
         print(bench["error"], file=sys.stderr)
     bench["wall_s"] = time.perf_counter() - t_bench
-    report["bench"] = bench
     for key in (f"learner_sps.gtrxl{layers}", "distill_sps.lstm32"):
         if key in bench:
             print(f"[gpu-check] {key:<24} {bench[key]:>12,.0f} agent-steps/s")
     print(f"[gpu-check] benchmarks took {bench['wall_s']:.0f}s", flush=True)
+    return bench
 
-    # --- ALD and GTrXL trained threaded, a fixed wall-clock each ------------------------------
+
+def _startup(exp: str, base: list[str], errors: list[str]) -> dict:
+    """ALD's seconds to its first learner update: a fresh compile cache, then warm (two runs in
+    their own processes; ``ald_jax.benchmarks.startup``)."""
+    from ald_jax.benchmarks.startup import cold_and_warm
+
+    print("[gpu-check] startup: ALD to its first learner update, fresh cache then warm ...")
+    t_startup = time.perf_counter()
+    try:
+        out = cold_and_warm(exp, [*base, "method=ald"])
+        print(f"[gpu-check] startup: cold {out['cold']:.1f}s, warm {out['warm']:.1f}s", flush=True)
+    except Exception:
+        out = {"error": traceback.format_exc()}
+        errors.append("startup")
+        print(out["error"], file=sys.stderr)
+    out["wall_s"] = time.perf_counter() - t_startup
+    return out
+
+
+def _system_runs(args, base: list[str], elapsed, errors: list[str]) -> dict:
+    """Each method trained threaded, a fixed wall-clock each, GPU utilisation sampled."""
     from ald_jax.benchmarks.system import measure_system
 
     runs: dict = {}
@@ -230,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         t_run = time.perf_counter()
         try:
-            out = measure_system(args.exp, overrides, seconds=seconds, warmup=args.warmup)
+            with GpuUtilisation() as gpu:
+                out = measure_system(args.exp, overrides, seconds=seconds, warmup=args.warmup)
+            out["gpu_util_pct"] = gpu.mean()
         except Exception:
             out = {"error": traceback.format_exc()}
             errors.append(method)
@@ -249,18 +323,44 @@ def main(argv: list[str] | None = None) -> int:
         }
         measured = f", {out['seconds']:.1f}s measured" if "seconds" in out else ""
         print(f"[gpu-check] {title}: {wall:.0f}s in all{measured}", flush=True)
-    report["runs"] = runs
+    return runs
 
-    print()
-    print(table(runs))
-    ald, gtrxl = runs.get("ald", {}), runs.get("gtrxl", {})
+
+def _ratios(runs: dict, startup: dict | None) -> dict:
+    """The issue-30 figures, printed with their goals; returned for the report."""
+    out: dict = {}
+    ald, gtrxl, lstm = (runs.get(m, {}) for m in ("ald", "gtrxl", "lstm"))
     if ald.get("env_sps") and gtrxl.get("env_sps"):
-        ratio = ald["env_sps"] / gtrxl["env_sps"]
-        report["ald_over_gtrxl_env_sps"] = ratio
-        print(f"ALD runs {ratio:.2f}x the env steps/s of GTrXL")
-    print()
+        out["ald_over_gtrxl_env_sps"] = ald["env_sps"] / gtrxl["env_sps"]
+        print(f"ALD runs {out['ald_over_gtrxl_env_sps']:.2f}x the env steps/s of GTrXL")
+    if ald.get("env_sps") and lstm.get("env_sps"):
+        out["ald_over_lstm_env_sps"] = ald["env_sps"] / lstm["env_sps"]
+        print(
+            f"ALD runs {out['ald_over_lstm_env_sps']:.2f}x the env steps/s of the LSTM "
+            "baseline (goal on a GPU host: >= 0.8)"
+        )
+    for method, title in (("ald", "ALD"), ("gtrxl", "GTrXL")):
+        ratio = runs.get(method, {}).get("learner_over_alone")
+        if ratio is not None:
+            out[f"learner_over_alone.{method}"] = ratio
+            print(
+                f"{title}'s learner learns {ratio:.2f}x the agent steps/s of the update alone "
+                "(goal on a GPU host: >= 0.6 for GTrXL)"
+            )
+    if startup and "cold" in startup:
+        print(
+            f"startup (ALD, train() to the first learner update): cold {startup['cold']:.1f}s, "
+            f"warm {startup['warm']:.1f}s (goals on a GPU host: <= 20 s, <= 5 s)"
+        )
+    utils = {m: r.get("gpu_util_pct") for m, r in runs.items() if r.get("gpu_util_pct") is not None}
+    if utils:
+        print("GPU utilisation (mean %): " + ", ".join(f"{m} {u:.0f}" for m, u in utils.items()))
+    else:
+        print("GPU utilisation: not measured (no nvidia-smi)")
+    return out
 
-    total = elapsed()
+
+def _write(args, report: dict, errors: list[str], total: float) -> int:
     report["seconds"] = {
         "requested": args.seconds,
         "warmup": args.warmup,
@@ -277,6 +377,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[gpu-check] failed: {', '.join(errors)} (tracebacks above)", file=sys.stderr)
         return 1
     return 0
+
+
+class GpuUtilisation:
+    """``nvidia-smi``'s utilisation of GPU 0 (%), sampled every 0.5 s while the block runs; no
+    samples where ``nvidia-smi`` is missing (a CPU-only machine)."""
+
+    def __init__(self):
+        self.samples: list[float] = []
+        self._proc = None
+        self._reader = None
+
+    def __enter__(self) -> GpuUtilisation:
+        exe = shutil.which("nvidia-smi")
+        if exe is None:
+            return self
+        cmd = [exe, "-i", "0", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+        self._proc = subprocess.Popen(
+            [*cmd, "--loop-ms=500"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            try:
+                self.samples.append(float(line.strip()))
+            except ValueError:
+                continue
+
+    def __exit__(self, *exc) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=5)
+            self._reader.join(timeout=5)
+
+    def mean(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
 
 
 if __name__ == "__main__":

@@ -111,6 +111,11 @@ def test_gpu_profile_sizes_the_actors_to_the_cores(monkeypatch):
     cfg = load_config("imaze9", ["profile=gpu"])
     assert (cfg.num_actors, cfg.envs_per_actor, cfg.batch_size, cfg.dprl) == (14, 16, 64, 10.0)
     assert (cfg.actor_device, cfg.learner_device, cfg.distill_devices) == ("cpu", "auto", "auto")
+    assert cfg.cpu_threads == 14  # acting keeps to 14 cores, two are left to the learner threads
+    line = config.profile_line(cfg)
+    assert "16 CPU cores: 14 actor threads x 16 envs" in line and "pool of 14 threads" in line
+    assert config.profile_line(load_config("imaze9", [])) is None
+    assert load_config("imaze9", []).cpu_threads == 0  # elsewhere XLA's default: every core
 
 
 def test_wrong_python_type_is_rejected():

@@ -1,9 +1,12 @@
 """``make gpu-check`` end to end on ``debug`` (laptop profile, 3 s per method) on the CPU: the
-JSON has both runs, DpRL only for ALD, and the printed table has both columns."""
+JSON has the three runs, DpRL only for ALD, the issue-30 figures (ALD / LSTM env steps/s, each
+GTrXL learner in the system over the update alone, startup cold and warm; no GPU utilisation
+without nvidia-smi), and the printed table has the three columns."""
 
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -23,21 +26,34 @@ def test_gpu_check_debug(tmp_path):
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
     runs = report["runs"]
-    for method in ("ald", "gtrxl"):
+    for method in ("ald", "gtrxl", "lstm"):
         assert runs[method]["env_sps"] > 0, runs[method]
         assert runs[method]["overrides"] == [f"method={method}"]  # laptop: no profile override
+    ratio = report["ald_over_lstm_env_sps"]
+    assert ratio == pytest.approx(runs["ald"]["env_sps"] / runs["lstm"]["env_sps"])
+    alone = report["bench"]["learner_sps.gtrxl1"]
+    for method in ("ald", "gtrxl"):  # agent steps learned per wall-clock second over alone
+        expected = runs[method]["learner_agent_sps"] / alone
+        assert report[f"learner_over_alone.{method}"] == pytest.approx(expected)
+        assert 0 < expected < 10, expected
+    assert "learner_over_alone" not in runs["lstm"]  # an LSTM learner: no GTrXL to compare with
+    startup = report["startup"]
+    assert startup["cold"] > 0 and startup["warm"] > 0, startup
+    if shutil.which("nvidia-smi") is None:  # nothing to sample: said, and left out
+        assert all(run.get("gpu_util_pct") is None for run in runs.values())
+        assert "GPU utilisation: not measured" in proc.stdout
     dprl = runs["ald"]["dprl_achieved"]
     assert isinstance(dprl, int | float) and not isinstance(dprl, bool) and math.isfinite(dprl)
     assert runs["gtrxl"].get("dprl_achieved") is None
     assert report["roles"]["learner"] == "cpu:0" and report["default_backend"] == "cpu"
     assert report["bench"]["learner_sps.gtrxl1"] > 0 and report["bench"]["distill_sps.lstm32"] > 0
     header = next(line for line in proc.stdout.splitlines() if "ALD" in line and "GTrXL" in line)
-    assert header.split("|")[1].strip() == "ALD" and header.split("|")[2].strip() == "GTrXL"
+    assert [cell.strip() for cell in header.split("|")[1:]] == ["ALD", "GTrXL", "LSTM"]
     assert "env steps/s" in proc.stdout and "achieved DpRL" in proc.stdout
 
 

@@ -53,6 +53,7 @@ RESUMABLE_CHANGES = {
     "learner_device",
     "distill_devices",
     "transfer_guard",
+    "cpu_threads",
     # where the actors run (threads or Ray processes, on this host or a cluster)
     "runtime",
     "ray_address",

@@ -119,6 +119,10 @@ class Config:
     # --- runtime ----------------------------------------------------------------------------
     num_actors: int = 2  # N_A actor threads
     envs_per_actor: int = 32
+    # XLA:CPU's thread pool in this process (0 = one thread per core, XLA's default). Every CPU
+    # computation, acting included, runs on it, so acting uses at most this many cores
+    # (docs/design.md, "Threads and queues"); profile=gpu leaves two cores to the learner threads
+    cpu_threads: int = 0
     chunks_per_call: int = 8  # T_U chunks per actor call; actor params refresh between calls
     queue_capacity: int = 4  # batches waiting for the learner runner
     log_interval: float = 5.0  # seconds between metric rows
@@ -204,6 +208,7 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "distill_burn_in": (lambda v: v >= 0, "an integer >= 0 (steps; < unroll_length)"),
     "num_actors": (lambda v: v >= 1, "an integer >= 1 (N_A)"),
     "envs_per_actor": (lambda v: v >= 1, "an integer >= 1"),
+    "cpu_threads": (lambda v: v >= 0, "an integer >= 0 (0 = one thread per core)"),
     "chunks_per_call": (lambda v: 1 <= v <= 1024, "an integer in [1, 1024]"),
     "queue_capacity": (lambda v: v >= 1, "an integer >= 1"),
     "log_interval": (lambda v: v > 0, "a number > 0"),
@@ -300,8 +305,9 @@ def profile_fields(profile: str) -> dict:
 
     * ``paper``: the paper's thread counts, N_A 30 single-env actors and N_D 8.
     * ``gpu``: a one-GPU host: one actor thread per CPU core except two (the learner and
-      distill threads' dispatch), 16 environments per actor, the paper's batch 64, DpRL 10 and
-      N_D 8; actors on the CPU, learner and distillation on the accelerator (``auto``).
+      distill threads' dispatch), XLA:CPU's pool as large (``cpu_threads``: acting keeps to that
+      many cores), 16 environments per actor, the paper's batch 64, DpRL 10 and N_D 8; actors on
+      the CPU, learner and distillation on the accelerator (``auto``). ``profile_line`` says so.
     """
     if profile == "paper":
         return {"num_actors": 30, "envs_per_actor": 1, "num_distill": 8}
@@ -309,12 +315,27 @@ def profile_fields(profile: str) -> dict:
         cores = os.cpu_count() or 1
         return {
             "num_actors": max(1, cores - 2),
+            "cpu_threads": max(1, cores - 2),
             "envs_per_actor": 16,
             "batch_size": 64,
             "dprl": 10.0,
             "num_distill": 8,
         }
     return {}
+
+
+def profile_line(config: Config) -> str | None:
+    """What ``profile=gpu`` chose from this machine's cores, and why (None for other profiles)."""
+    if config.profile != "gpu":
+        return None
+    cores = os.cpu_count() or 1
+    return (
+        f"profile=gpu on {cores} CPU cores: {config.num_actors} actor threads x "
+        f"{config.envs_per_actor} envs (one per core but two, which the learner/runner and distill "
+        f"threads keep for driving the accelerator), XLA:CPU pool of "
+        f"{config.cpu_threads or cores} threads (acting keeps to that many cores); batch "
+        f"{config.batch_size}, DpRL {config.dprl:g}, N_D {config.num_distill}"
+    )
 
 
 def apply_profile(config: Config, explicit: set[str] = frozenset()) -> Config:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 
-from ald_jax.config import Config, ConfigError, apply_overrides, validate
+from ald_jax.config import Config, ConfigError, apply_overrides, profile_line, validate
 
 
 def load_config(exp: str, overrides: list[str]) -> Config:
@@ -66,6 +67,21 @@ def configure_gpu_memory() -> None:
 def jax_cache_dir() -> str:
     """Where compiled programs are cached across runs (``ALD_JAX_CACHE``, else .jax_cache)."""
     return os.environ.get("ALD_JAX_CACHE", os.path.abspath(".jax_cache"))
+
+
+def configure_cpu_threads(cfg: Config) -> str | None:
+    """Sizes XLA:CPU's thread pool to ``cfg.cpu_threads`` (0: XLA's default, one thread per core)
+    through ``NPROC``, which XLA reads when JAX starts its CPU backend: call it before that. A
+    user's own ``NPROC`` wins. Returns a line for the log, or None (nothing to add to
+    ``profile_line``, which says it for ``profile=gpu``)."""
+    if not cfg.cpu_threads:
+        return None
+    wanted = str(cfg.cpu_threads)
+    if os.environ.get("NPROC", wanted) != wanted:
+        user = os.environ["NPROC"]
+        return f"NPROC={user} from the environment sizes XLA:CPU's pool, not cpu_threads={wanted}"
+    os.environ["NPROC"] = wanted
+    return None if cfg.profile == "gpu" else f"XLA:CPU thread pool: {wanted} threads (cpu_threads)"
 
 
 def configure_jax(cfg: Config) -> None:
@@ -175,6 +191,7 @@ def prepare(cfg: Config, log) -> tuple[Config, object, dict | None]:
     from ald_jax.checkpoint import check_resume
 
     validate(cfg)
+    threads = configure_cpu_threads(cfg)  # before JAX starts its CPU backend (roles_of)
     roles = roles_of(cfg)  # ConfigError for a device that does not exist
     resume_meta = None
     if cfg.resume:
@@ -186,6 +203,9 @@ def prepare(cfg: Config, log) -> tuple[Config, object, dict | None]:
     configure_jax(cfg)
     log(f"[ald-jax] {cfg.exp}: method={cfg.method} env={cfg.env} seed={cfg.seed} -> {cfg.run_dir}")
     log(f"[ald-jax] devices: {roles.describe()}")
+    for line in (profile_line(cfg), threads):
+        if line:
+            log(f"[ald-jax] {line}")
     if resume_meta is None or not _finished(Budget(cfg), resume_meta):
         with open(os.path.join(cfg.run_dir, "config.json"), "w") as f:
             json.dump({**cfg.to_dict(), "resolved_devices": roles.as_dict()}, f, indent=2)
@@ -326,6 +346,7 @@ def ray_actors(cfg: Config, system, log):
         env["JAX_COMPILATION_CACHE_DIR"] = jax_cache_dir()
         env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
         env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    env["NPROC"] = str(max(1, math.ceil(cfg.ray_actor_cpus)))  # each acts on the CPUs Ray gave it
     remote = RayActors(system, cfg.to_dict(), cfg.ray_address, cfg.ray_actor_cpus, log=log, env=env)
     remote.warm_up()
     where = (
