@@ -17,8 +17,9 @@ throughput check on one host (issue 30's figures included).
    (``ald_jax.benchmarks.system.measure_system``), with ``nvidia-smi``'s GPU utilisation sampled
    where it exists.
 5. A side-by-side table, the ratios (ALD / LSTM and ALD / GTrXL env steps/s; each GTrXL
-   learner's agent steps learned per wall-clock second in the system over the update alone) and
-   everything to ``--out`` (JSON, no host name).
+   learner's agent steps learned per wall-clock second in the system over its own update alone,
+   the experiment's sizes on a fake batch: ``learner_alone_sps.<method>``) and everything to
+   ``--out`` (JSON, no host name).
 
 The whole check keeps to ``--budget`` seconds (9 minutes by default): before each run the
 training seconds are cut to what the budget leaves, allowing for the warm-up and for the run's
@@ -144,11 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     errors: list[str] = []
     report["bench"] = bench = _benchmarks(cfg, report["roles"]["learner"], errors)
+    bench.update(_learners_alone(args.exp, base, cfg, errors))
     if args.startup:
         report["startup"] = _startup(args.exp, base, errors)
     report["runs"] = runs = _system_runs(args, base, elapsed, errors)
     for method in GTRXL_LEARNERS:
-        alone = bench.get(f"learner_sps.gtrxl{cfg.gtrxl_layers}")
+        alone = bench.get(f"learner_alone_sps.{method}")
         if alone and runs.get(method, {}).get("learner_agent_sps"):
             runs[method]["learner_over_alone"] = runs[method]["learner_agent_sps"] / alone
     print()
@@ -259,6 +261,33 @@ def _benchmarks(cfg, learner_name: str, errors: list[str]) -> dict:
             print(f"[gpu-check] {key:<24} {bench[key]:>12,.0f} agent-steps/s")
     print(f"[gpu-check] benchmarks took {bench['wall_s']:.0f}s", flush=True)
     return bench
+
+
+def _learners_alone(exp: str, base: list[str], cfg, errors: list[str]) -> dict:
+    """Each GTrXL learner's own update (the experiment's sizes and method) alone, on the learner
+    device: the "alone" of the learner's in-system / alone ratio."""
+    import jax
+
+    from ald_jax.benchmarks.learners import config_learner_sps
+    from ald_jax.builder import roles_of
+    from ald_jax.run import load_config
+
+    out: dict = {}
+    try:
+        with jax.default_device(roles_of(cfg).learner):
+            for method in GTRXL_LEARNERS:
+                method_cfg = load_config(exp, [*base, f"method={method}"])
+                out[f"learner_alone_sps.{method}"] = config_learner_sps(method_cfg, BENCH_REPEATS)
+                print(
+                    f"[gpu-check] {method} learner update alone "
+                    f"{out[f'learner_alone_sps.{method}']:>12,.0f} agent-steps/s",
+                    flush=True,
+                )
+    except Exception:
+        out["alone_error"] = traceback.format_exc()
+        errors.append("alone")
+        print(out["alone_error"], file=sys.stderr)
+    return out
 
 
 def _startup(exp: str, base: list[str], errors: list[str]) -> dict:

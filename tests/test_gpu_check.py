@@ -36,11 +36,12 @@ def test_gpu_check_debug(tmp_path):
         assert runs[method]["overrides"] == [f"method={method}"]  # laptop: no profile override
     ratio = report["ald_over_lstm_env_sps"]
     assert ratio == pytest.approx(runs["ald"]["env_sps"] / runs["lstm"]["env_sps"])
-    alone = report["bench"]["learner_sps.gtrxl1"]
     for method in ("ald", "gtrxl"):  # agent steps learned per wall-clock second over alone
-        expected = runs[method]["learner_agent_sps"] / alone
+        expected = (
+            runs[method]["learner_agent_sps"] / report["bench"][f"learner_alone_sps.{method}"]
+        )
         assert report[f"learner_over_alone.{method}"] == pytest.approx(expected)
-        assert 0 < expected < 10, expected
+        assert 0 < expected < 3, expected  # the same update (loose: load differs between them)
     assert "learner_over_alone" not in runs["lstm"]  # an LSTM learner: no GTrXL to compare with
     startup = report["startup"]
     assert startup["cold"] > 0 and startup["warm"] > 0, startup

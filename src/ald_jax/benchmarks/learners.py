@@ -101,6 +101,35 @@ def gtrxl_learner_sps(num_layers: int, repeats: int) -> float:
     return learner_sps(gtrxl(num_layers), repeats, 3 if num_layers <= 2 else 2)
 
 
+def config_learner_sps(cfg, repeats: int, iters: int = 3) -> float:
+    """The learner update of ``cfg`` alone (its method, networks, batch and unroll length) on a
+    fake batch of its experiment's observations, on the default device: agent steps/s. What the
+    learner would do in the system if it never waited (``make gpu-check``'s "alone")."""
+    from ald_jax.builder import make_environment, make_networks, make_updates
+
+    env, _, obs = make_environment(cfg)
+    actor_net, learner_net = make_networks(cfg, env.num_actions, tuple(obs.shape))
+    update, opt, _, _ = make_updates(cfg, actor_net, learner_net)
+    key = jax.random.PRNGKey(0)
+    learner_params = learner_net.init(key, obs)
+    batch = fake_trajectory(
+        key,
+        unroll_length=cfg.unroll_length,
+        batch_size=cfg.batch_size,
+        obs_shape=tuple(obs.shape),
+        actor_net=actor_net,
+        actor_params=actor_net.init(key, obs),
+        learner_net=learner_net,
+        learner_params=learner_params,
+    )
+    batch = batch._replace(obs=batch.obs.astype(obs.dtype))
+    state = init_learner_state(
+        learner_params, opt, eta_init=cfg.eta_init, alpha_init=cfg.alpha_init
+    )
+    seconds = _time(jax.jit(update), state, batch, repeats, iters)
+    return cfg.batch_size * cfg.unroll_length / seconds
+
+
 def run(results: dict, repeats: int = 5) -> None:
     results["learner_sps.gtrxl2"] = gtrxl_learner_sps(2, repeats)
     results["learner_sps.gtrxl4"] = gtrxl_learner_sps(4, repeats)
