@@ -882,14 +882,14 @@ class ThreadedRun:
                     s.flush("learner")
                 t0 = time.perf_counter()
                 batch = self._get(self.batches)
-                if s.replay is not None and s.distill_due(slack_updates=1):
-                    s.flush("learner")
                 t1 = time.perf_counter()
-                self._hold_dprl()
+                if s.replay is not None and s.distill_due(slack_updates=1):
+                    s.flush("learner")  # busy time, not a wait
                 t2 = time.perf_counter()
+                self._hold_dprl()
                 with s.lock:
                     s.counters.learner_wait_data += t1 - t0
-                    s.counters.learner_wait_distill += t2 - t1
+                    s.counters.learner_wait_distill += time.perf_counter() - t2
                 self._beat()
                 s.learn(batch)
         except Stop:

@@ -95,7 +95,9 @@ def test_dispatch_ahead_is_bounded_when_the_device_is_slower_than_the_host(slow)
             for stage, flag in FLAGS.items()
         }
     )
+    t0 = time.perf_counter()
     run = _run_until(system, lambda: stats["learner"]["dispatched"] >= 12)
+    elapsed = time.perf_counter() - t0
     run.raise_errors()
     gaps = {stage: stats[stage]["gaps"] for stage in FLAGS}
     # the slow stage runs one call ahead of what it has read back, never more
@@ -104,7 +106,12 @@ def test_dispatch_ahead_is_bounded_when_the_device_is_slower_than_the_host(slow)
     for stage in FLAGS:  # every call was read back, the last ones on the way out
         assert len(stats[stage]["reads"]) == stats[stage]["dispatched"]
         assert len(system.inflight[stage]) == 0
-    assert system.counters.learner_updates == stats["learner"]["dispatched"]
+    c = system.counters
+    assert c.learner_updates == stats["learner"]["dispatched"]
+    # busy/idle stay honest: the slow reads (the device time) are busy time, counted once
+    reads = len(stats[slow]["reads"])
+    assert getattr(c, f"{slow}_busy") >= 0.9 * delay[slow] * reads
+    assert c.learner_busy + c.learner_wait_data + c.learner_wait_distill <= elapsed
 
 
 FLAGS = {"learner": "skipped_update", "distill": "distill/skipped_update"}
