@@ -23,3 +23,8 @@ compare --seeds 3 --out results/screen27_learner_offpolicy --set $SET \
 # cause 2: stale teachers and stale actor states: replay favouring recent batches (half-life 8
 # batches: mean teacher age ~12 learner updates instead of ~64) and a 5-step burn-in
 compare --seeds 3 --out results/screen27_fresh --set $SET replay_half_life=8 distill_burn_in=5
+
+# the two arms that helped on 3 seeds (causes 2 and 4), combined, on the five seeds of the
+# reference: the candidate for new ALD defaults
+compare --seeds 5 --out results/screen27_combined --set $SET replay_half_life=8 \
+  distill_burn_in=5 vmpo_importance=true vtrace_pg_rho=false learner_reg=0
