@@ -16,6 +16,7 @@ with bootstrap intervals, ratio to GTrXL, distillation lag), all from the runs' 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import subprocess
@@ -66,13 +67,17 @@ def plan_fused(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[lis
 
 
 def execute_fused(exp: str, dirs: list, overrides: list[str], budget, extra: list[str], log) -> int:
-    """One fused program for several seeds; skipped when every seed has finished (there are no
-    fused checkpoints yet, so an interrupted program starts again)."""
+    """One fused program for several seeds; skipped when every seed has finished, resumed from
+    its checkpoint (in the first seed's directory) when it was interrupted."""
     if all(finished(d) for d in dirs):
         log(f"[compare] done already, skipping {dirs}")
         return 0
     args = [sys.executable, "-m", "ald_jax.run", "--exp", exp, "--no-progress", *overrides,
             "eval_gif=false", "eval_interval=0", *extra]  # fmt: skip
+    if has_checkpoint(dirs[0]):
+        pattern = next(o for o in overrides if o.startswith("run_dir=")).split("=", 1)[1]
+        args.append(f"resume={pattern}")
+        log(f"[compare] resuming {dirs} from their checkpoint")
     if budget:
         args.append(f"total_env_steps={budget}")
     parent = os.path.dirname(dirs[0])
@@ -81,6 +86,11 @@ def execute_fused(exp: str, dirs: list, overrides: list[str], budget, extra: lis
     name = os.path.basename(dirs[0]).rsplit("-s", 1)[0]
     with open(os.path.join(parent, f"{name}-fused-stdout.log"), "a") as f:
         return subprocess.run(args, stdout=f, stderr=subprocess.STDOUT).returncode
+
+
+def has_checkpoint(run_dir: str) -> bool:
+    """An interrupted earlier try left a checkpoint (``resume=`` continues it)."""
+    return bool(glob.glob(os.path.join(run_dir, "checkpoints", "step_*")))
 
 
 def finished(run_dir: str) -> bool:
@@ -112,8 +122,7 @@ def execute(
     ]
     if budget:
         args.append(f"total_env_steps={budget}")
-    checkpoints = os.path.join(run_dir, "checkpoints")
-    if os.path.isdir(checkpoints) and any(n.startswith("step_") for n in os.listdir(checkpoints)):
+    if has_checkpoint(run_dir):
         # an interrupted earlier try that left a checkpoint: continue it
         log(f"[compare] resuming {run_dir}")
         args.append(f"resume={run_dir}")

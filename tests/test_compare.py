@@ -310,3 +310,31 @@ def test_fused_plan_is_one_program_per_method_with_a_dir_per_seed(tmp_path):
     assert dirs == [str(tmp_path / "imaze9" / f"ald-dprl10-s{s}") for s in range(3)]
     assert {"method=ald", "seeds=3", "mode=fused", "dprl=10", "seed=0"} <= set(overrides)
     assert f"run_dir={tmp_path / 'imaze9' / 'ald-dprl10-s{seed}'}" in overrides
+
+
+def test_an_interrupted_fused_program_resumes_from_its_first_seeds_checkpoint(
+    tmp_path, monkeypatch
+):
+    """A fused program that left a checkpoint (in its first seed's directory) is run again with
+    ``resume=`` its run-dir pattern; one that left none starts afresh; a finished one is skipped."""
+    from experiments import compare
+
+    calls = []
+    monkeypatch.setattr(
+        compare.subprocess,
+        "run",
+        lambda args, **kw: calls.append(args) or subprocess.CompletedProcess(args, 0),
+    )
+    ((dirs, overrides),) = compare.plan_fused("debug", ["ald"], 2, None, str(tmp_path))
+    pattern = next(o for o in overrides if o.startswith("run_dir=")).split("=", 1)[1]
+    compare.execute_fused("debug", dirs, overrides, 1000, [], lambda _: None)
+    os.makedirs(os.path.join(dirs[0], "checkpoints", "step_0000000012"))
+    compare.execute_fused("debug", dirs, overrides, 1000, [], lambda _: None)
+    assert not any(a.startswith("resume=") for a in calls[0])
+    assert f"resume={pattern}" in calls[1] and "{seed}" in pattern
+    for d in dirs:
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "summary.json"), "w") as f:
+            f.write('{"interrupted": false}')
+    compare.execute_fused("debug", dirs, overrides, 1000, [], lambda _: None)
+    assert len(calls) == 2
