@@ -1,4 +1,4 @@
-"""Replay as fixed-capacity device arrays, for the fused schedule (``ald_jax.fused``).
+"""Replay as fixed-capacity device arrays, for the fused schedule (``ald_jax.runtime.fused``).
 
 The same semantics as ``ald_jax.replay.Replay`` (FIFO of whole ``[T, B]`` batches stripped of
 the learner's recurrent state, sampling with replacement, uniform or favouring recent batches

@@ -163,8 +163,8 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     """
     t_start = time.perf_counter()
     configure_gpu_memory()
-    if cfg.mode == "fused":  # several seeds in one program (ald_jax.fused_driver)
-        from ald_jax.fused_driver import train_fused
+    if cfg.mode == "fused":  # several seeds in one program (ald_jax.runtime.fused_driver)
+        from ald_jax.runtime.fused_driver import train_fused
 
         return train_fused(cfg, log=log)[-1]
     cfg, roles, resume_meta = prepare(cfg, log)
@@ -234,7 +234,8 @@ def _already_finished(run_dir: str, meta: dict, log) -> dict:
 def build_system(cfg: Config, roles, log):
     """Components, the System and every function compiled (before any thread starts)."""
     from ald_jax.builder import build, schedule_of
-    from ald_jax.runtime import System, warm_up
+    from ald_jax.runtime.system import System
+    from ald_jax.runtime.warmup import warm_up
 
     t_build = time.perf_counter()
     system = System(schedule_of(cfg), build(cfg, roles))
@@ -293,7 +294,8 @@ def drive(
     Metric rows and checkpoints are written on the way (in lockstep only after whole runner
     groups, so that a resume is exact); the final checkpoint is written here too.
     """
-    from ald_jax.runtime import run_lockstep, run_threaded
+    from ald_jax.runtime.lockstep import run_lockstep
+    from ald_jax.runtime.threaded import run_threaded
 
     def should_stop() -> bool:
         with system.lock:
@@ -338,7 +340,7 @@ def drive(
 def ray_actors(cfg: Config, system, log):
     """The run's actors as Ray processes (``runtime=ray``), started and compiled (before the
     training clock starts, like ``warm_up``)."""
-    from ald_jax.ray_actors import RayActors
+    from ald_jax.runtime.ray import RayActors
 
     t0 = time.perf_counter()
     env = {}

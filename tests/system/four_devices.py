@@ -24,7 +24,10 @@ import numpy as np  # noqa: E402
 
 from ald_jax.builder import build, schedule_of  # noqa: E402
 from ald_jax.config import Config, validate  # noqa: E402
-from ald_jax.runtime import System, ThreadedRun, run_lockstep, warm_up  # noqa: E402
+from ald_jax.runtime.lockstep import run_lockstep  # noqa: E402
+from ald_jax.runtime.system import System  # noqa: E402
+from ald_jax.runtime.threaded import ThreadedRun  # noqa: E402
+from ald_jax.runtime.warmup import warm_up  # noqa: E402
 from tests.system.tiny import TINY  # noqa: E402
 
 LAYOUT = dict(actor_device="cpu:0", learner_device="cpu:1", distill_devices="cpu:2,cpu:3")

@@ -19,7 +19,9 @@ import pytest
 from ald_jax.builder import build, schedule_of
 from ald_jax.checkpoint import Checkpointer, CheckpointError
 from ald_jax.config import Config, validate
-from ald_jax.runtime import System, run_lockstep, warm_up
+from ald_jax.runtime.lockstep import run_lockstep
+from ald_jax.runtime.system import System
+from ald_jax.runtime.warmup import warm_up
 from tests.system.tiny import TINY as BASE
 from tests.system.tiny import as_args
 

@@ -14,7 +14,10 @@ import pytest
 
 from ald_jax.builder import build, schedule_of
 from ald_jax.config import Config, validate
-from ald_jax.runtime import DISPATCH_AHEAD, InFlight, System, ThreadedRun, warm_up
+from ald_jax.runtime.calls import InFlight
+from ald_jax.runtime.system import System
+from ald_jax.runtime.threaded import DISPATCH_AHEAD, ThreadedRun
+from ald_jax.runtime.warmup import warm_up
 from tests.system.tiny import TINY
 
 _COMPS = {}

@@ -6,7 +6,8 @@ import pytest
 
 from ald_jax.builder import build, schedule_of
 from ald_jax.config import Config, validate
-from ald_jax.runtime import System, run_lockstep
+from ald_jax.runtime.lockstep import run_lockstep
+from ald_jax.runtime.system import System
 from tests.system.tiny import TINY as BASE
 
 TINY = {**BASE, "exp": "tiny", "mode": "lockstep"}

@@ -28,7 +28,9 @@ from ald_jax.config import ConfigError, apply_overrides, validate
 from ald_jax.evaluate import make_policy_eval
 from ald_jax.networks.base import ModelOutput
 from ald_jax.run import finish, load_config, train
-from ald_jax.runtime import EVAL_COLUMNS, System, run_lockstep
+from ald_jax.runtime.evaluation import EVAL_COLUMNS
+from ald_jax.runtime.lockstep import run_lockstep
+from ald_jax.runtime.system import System
 from tests.system.tiny import as_args
 
 FORWARD, LEFT, RIGHT, NOOP = 0, 1, 2, 3

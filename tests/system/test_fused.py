@@ -12,8 +12,8 @@ import pytest
 from ald_jax.actors.rollout import jit_rollout, make_chunked_rollout, make_rollout
 from ald_jax.builder import build, make_environment
 from ald_jax.config import Config, ConfigError, validate
-from ald_jax.fused import episode_records, init_seeds, jit_iterations, make_fused
 from ald_jax.learners import make_group_runner
+from ald_jax.runtime.fused import episode_records, init_seeds, jit_iterations, make_fused
 from ald_jax.trajectory import without_learner_state
 from tests.system.tiny import TINY as BASE
 
@@ -182,7 +182,7 @@ def test_debug_learns_in_fused_mode_with_two_seeds():
 
 @pytest.mark.slow
 def test_each_seed_writes_its_own_run_directory(tiny, tmp_path):
-    from ald_jax.fused_driver import train_fused
+    from ald_jax.runtime.fused_driver import train_fused
 
     fused, _ = tiny
     steps_per_iteration = 2 * _cfg().unroll_length * 8

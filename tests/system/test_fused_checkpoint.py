@@ -104,7 +104,7 @@ def test_kill_9_of_a_fused_run_then_resume_is_bit_identical(tmp_path):
 
 def test_resume_of_another_number_of_seeds_is_refused_before_compiling(tmp_path):
     from ald_jax.config import Config, ConfigError, validate
-    from ald_jax.fused_driver import train_fused
+    from ald_jax.runtime.fused_driver import train_fused
     from tests.system.tiny import TINY
 
     cfg = validate(Config(**{**TINY, "mode": "fused", "seeds": 2, "eval_interval": 0,

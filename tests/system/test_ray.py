@@ -20,9 +20,11 @@ ray = pytest.importorskip("ray")  # the ray extra; `make test` installs it
 
 from ald_jax.builder import build, schedule_of  # noqa: E402
 from ald_jax.config import apply_overrides, validate  # noqa: E402
-from ald_jax.ray_actors import RayActors  # noqa: E402
 from ald_jax.run import load_config, train  # noqa: E402
-from ald_jax.runtime import System, run_threaded, warm_up  # noqa: E402
+from ald_jax.runtime.ray import RayActors  # noqa: E402
+from ald_jax.runtime.system import System  # noqa: E402
+from ald_jax.runtime.threaded import run_threaded  # noqa: E402
+from ald_jax.runtime.warmup import warm_up  # noqa: E402
 from tests.system.tiny import as_args  # noqa: E402
 
 RAY_PROCESS = re.compile(r"raylet|gcs_server|ray::|default_worker\.py|dashboard|log_monitor")

@@ -13,7 +13,10 @@ import pytest
 
 from ald_jax.builder import build, schedule_of
 from ald_jax.config import Config, validate
-from ald_jax.runtime import System, ThreadedRun, run_lockstep, warm_up
+from ald_jax.runtime.lockstep import run_lockstep
+from ald_jax.runtime.system import System
+from ald_jax.runtime.threaded import ThreadedRun
+from ald_jax.runtime.warmup import warm_up
 from tests.system.tiny import TINY as BASE
 
 TINY = {**BASE, "exp": "tiny"}
@@ -311,7 +314,7 @@ def test_stop_at_success_ends_the_run_once_a_full_window_reaches_it(tmp_path):
 
 
 def test_call_queues_group_distinct_actors_in_each_actors_order_with_back_pressure():
-    from ald_jax.runtime import ActorCall, CallQueues
+    from ald_jax.runtime.calls import ActorCall, CallQueues
 
     q = CallQueues(num_actors=3, capacity=2)
     call = lambda actor, n: ActorCall(actor, n, trajs=None)  # noqa: E731
@@ -326,3 +329,13 @@ def test_call_queues_group_distinct_actors_in_each_actors_order_with_back_pressu
     # the oldest heads first; never two calls of one actor in a group; actor 0 keeps its order
     assert [(c.actor, c.version) for c in q.take_group(2, 0.1)] == [(0, 2), (2, 1)]
     assert [(c.actor, c.version) for c in q.take_group(1, 0.1)] == [(0, 3)]
+
+
+def test_the_runtime_package_re_exports_the_names_of_its_modules():
+    import ald_jax.runtime as runtime
+    from ald_jax.runtime import calls, lockstep, system, threaded, warmup
+
+    assert runtime.System is system.System and runtime.run_lockstep is lockstep.run_lockstep
+    assert runtime.ThreadedRun is threaded.ThreadedRun and runtime.warm_up is warmup.warm_up
+    assert runtime.CallQueues is calls.CallQueues
+    assert all(getattr(runtime, name) is not None for name in runtime.__all__)

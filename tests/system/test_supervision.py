@@ -10,7 +10,9 @@ import pytest
 
 from ald_jax.builder import build, schedule_of
 from ald_jax.config import Config, validate
-from ald_jax.runtime import System, ThreadedRun, warm_up
+from ald_jax.runtime.system import System
+from ald_jax.runtime.threaded import ThreadedRun
+from ald_jax.runtime.warmup import warm_up
 from tests.system.tiny import TINY as BASE
 
 TINY = {**BASE, "heartbeat_seconds": 0.5}

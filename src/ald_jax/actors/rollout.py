@@ -175,9 +175,9 @@ def make_chunked_rollout(rollout: Callable, chunks: int) -> Callable:
 
     Returns ``many(params, carry, version) -> (carry, trajectories, stats)`` whose trajectory and
     stats leaves carry a leading ``[chunks]`` axis: ``chunks`` consecutive ``T_U`` chunks of the
-    same streams, each a complete trajectory of its own (``ald_jax.runtime.split_chunks`` takes
-    them apart). One call per several chunks spreads a jitted call's fixed cost (~0.1 ms on CPU)
-    over more steps: the actor's parameters are then refreshed every ``chunks`` chunks.
+    same streams, each a complete trajectory of its own (``ald_jax.trajectory.fold_chunks`` makes
+    them columns). One call per several chunks spreads a jitted call's fixed cost (~0.1 ms on
+    CPU) over more steps: the actor's parameters are then refreshed every ``chunks`` chunks.
     """
 
     def many(params: PyTree, carry: ActorCarry, version: chex.Array):

@@ -3,7 +3,7 @@ run directory exactly as a separate run would be (``config.json``, ``metrics.csv
 ``metrics.jsonl``, ``summary.json``), so ``experiments.compare``, the plots and the statistics
 read them unchanged.
 
-The program (``ald_jax.fused``) runs ``iterations_per_call`` iterations of every seed per
+The program (``ald_jax.runtime.fused``) runs ``iterations_per_call`` iterations of every seed per
 dispatch; the host then walks those iterations seed by seed: episode records into the moving
 window, the NaN guard's counts, the stop rules (budget, ``max_seconds``, ``stop_at_success``)
 and a metric row every ``log_interval`` seconds. A seed that meets its stop rule is frozen (its
@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from ald_jax.config import Config, ConfigError
-from ald_jax.fused import Fused, episode_records, init_seeds, jit_iterations, make_fused
+from ald_jax.runtime.fused import Fused, episode_records, init_seeds, jit_iterations, make_fused
 
 ITERATIONS_PER_CALL = 4
 

@@ -194,7 +194,7 @@ class RayActors:
 
     def loop(self, calls, stop: threading.Event, beat: Callable[[], None]) -> None:
         """The dispatcher (one thread): one call in flight per actor; finished calls go to
-        ``calls`` (``runtime.CallQueues``) in each actor's order, then the actor gets its next."""
+        ``calls`` (``calls.CallQueues``) in each actor's order, then the actor gets its next."""
         import ray
 
         in_flight: dict = {}
