@@ -49,7 +49,7 @@ def plan(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[str, list
 
 def plan_fused(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[list, list[str]]]:
     """``--fused``: one program per method (and swept value) for all seeds: (the seeds' run
-    dirs, overrides); ``run_dir`` carries ``{seed}`` (ald_jax.fused_driver.seed_run_dir)."""
+    dirs, overrides); ``run_dir`` carries ``{seed}`` (ald_jax.runtime.fused_driver.seed_run_dir)."""
     key, values = sweep if sweep else (None, [None])
     runs = []
     for method in methods:

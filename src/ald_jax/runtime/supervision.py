@@ -125,7 +125,7 @@ class Supervisor:
                 f"[ald-jax] {name} crashed ({last_line}); restarting it "
                 f"({self.restarts}/{sch.max_actor_restarts})"
             )
-            self.threads = [t for t in self.threads if t.name != name]
+            self.threads = [t for t in self.threads if t.name != f"ald-{name}"]  # the dead one
             self.restart_actor(i)
         now = time.monotonic()
         for t in self.threads:
