@@ -24,6 +24,7 @@ def get_config() -> Config:
         distill_learning_rate=1e-3,
         batch_size=32,
         unroll_length=10,
+        distill_burn_in=2,  # the default 5 is for chunks of 20
         target_period=10,
         actor_period=1,
         dprl=2.0,

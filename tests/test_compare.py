@@ -23,6 +23,7 @@ TINY = [
     "gtrxl_memory=4",
     "batch_size=8",
     "unroll_length=4",
+    "distill_burn_in=1",
     "envs_per_actor=4",
     "replay_capacity=4",
     "log_interval=0.05",

@@ -272,7 +272,7 @@ def make_updates(cfg: Config, actor_net, learner_net):
         value_coef=cfg.value_coef,
         learner_reg=cfg.learner_reg if cfg.method == "ald" else 0.0,
         learner_reg_kl=cfg.learner_reg_kl,
-        vmpo_importance=cfg.vmpo_importance,
+        vmpo_importance=cfg.vmpo_importance and cfg.method == "ald",
         vtrace_pg_rho=cfg.vtrace_pg_rho,
     )
     if cfg.method != "ald":

@@ -85,14 +85,16 @@ class Config:
     popart_decay: float = 3e-4
     value_coef: float = 1.0
     vtrace: str = "auto"  # auto = on for ald, off for the baselines
-    learner_reg: float = 0.1  # weight of KL(pi_A || pi_L) on the learner (ald only)
+    # weight of KL(pi_A || pi_L) on the learner (ald only; 0.1 until issue 27's screens)
+    learner_reg: float = 0.0
     # --- off-policy switches of the learner (ald; issue 27, docs/design.md "Losses") --------
     learner_reg_kl: str = "actor_learner"  # the regulariser's KL direction (KL_DIRECTIONS)
-    # weight the V-MPO E-step's sampled actions by pi_target(a) / pi_A(a) (self-normalised)
-    vmpo_importance: bool = False
+    # weight the V-MPO E-step's sampled actions by pi_target(a) / pi_A(a) (self-normalised;
+    # ald only: the baselines act with their own learner's params)
+    vmpo_importance: bool = True
     # V-trace's policy advantage carries min(1, rho_t) (true: V-trace's own form); false: the
     # advantage r_t + gamma v_s(t+1) - V(x_t) without it
-    vtrace_pg_rho: bool = True
+    vtrace_pg_rho: bool = False
     # --- distillation (ald) -----------------------------------------------------------------
     actor_period: int = 10  # K_A: distill (ald) or learner (baselines) updates per actor refresh
     alpha_pi: float = 1.0
@@ -103,10 +105,10 @@ class Config:
     replay_capacity: int = 128  # batches of [T_U, batch_size] kept in the FIFO
     # 0 = uniform sampling; h > 0: a batch k batches older than the newest is drawn with
     # probability proportional to 2^(-k/h) (fresher teachers; issue 27)
-    replay_half_life: float = 0.0
+    replay_half_life: float = 8.0
     distill_kl: str = "actor_learner"  # the actor's policy distillation KL (KL_DIRECTIONS)
     # leading steps of each replayed chunk that only refresh the actor's stored state (no loss)
-    distill_burn_in: int = 0
+    distill_burn_in: int = 5
     # --- devices (docs/design.md, "Devices") --------------------------------------------------
     actor_device: str = "cpu"  # cpu (the host CPU device), or cpu:N / cuda:N
     learner_device: str = "auto"  # learner + runner; auto = the first accelerator, else cpu:0
@@ -387,7 +389,8 @@ def validate(config: Config) -> Config:
     if config.distill_burn_in >= config.unroll_length:
         raise ConfigError(
             f"distill_burn_in={config.distill_burn_in}: must be < unroll_length="
-            f"{config.unroll_length} (the burn-in steps of a chunk get no loss)"
+            f"{config.unroll_length} (the burn-in steps of a chunk get no loss; the default "
+            f"5 is for chunks of 20: set distill_burn_in=0..{config.unroll_length - 1})"
         )
     if config.batch_size % config.envs_per_actor:
         raise ConfigError(

@@ -11,6 +11,7 @@ TINY = dict(
     gtrxl_memory=4,
     batch_size=8,
     unroll_length=4,
+    distill_burn_in=1,  # the default 5 is for chunks of 20
     num_actors=2,
     envs_per_actor=4,
     replay_capacity=4,
