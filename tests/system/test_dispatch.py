@@ -157,14 +157,15 @@ def test_a_nan_in_a_threaded_learner_update_stops_the_run_naming_it_or_is_skippe
 
 @pytest.mark.parametrize("on_nan", ["stop", "skip"])
 def test_a_nan_in_a_threaded_distill_update_stops_the_run_naming_it_or_is_skipped(on_nan):
-    system = _system(on_nan=on_nan, replay_capacity=64)
+    # uniform draws, so the poisoned batch is drawn soon; its NaN after the burn-in steps
+    system = _system(on_nan=on_nan, replay_capacity=64, replay_half_life=0.0)
     add, added = system.replay.add, []
 
     def poisoned(batch, stamp=0):
         added.append(1)
-        if len(added) == 2:  # a replayed teacher with NaN logits
+        if len(added) >= 2:  # replayed teachers with NaN logits (every one after the first)
             with jax.transfer_guard("allow"):
-                logits = batch.learner.logits.at[0, 0].set(jnp.nan)
+                logits = batch.learner.logits.at[1:, 0].set(jnp.nan)  # past the burn-in
                 batch = batch._replace(learner=batch.learner._replace(logits=logits))
         add(batch, stamp)
 
