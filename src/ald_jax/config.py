@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 
 METHODS = ("ald", "lstm", "gtrxl", "asymm_ac")
 MODES = ("threaded", "lockstep", "fused")
+SEED_AXES = ("auto", "vmap", "map")
 RUNTIMES = ("threads", "ray")
 PROFILES = ("laptop", "paper", "gpu")
 TRANSFER_GUARDS = ("allow", "log", "disallow")
@@ -49,6 +50,11 @@ class Config:
     # mode=fused: train seeds seed .. seed+seeds-1 in one compiled program (vmapped), each
     # written to its own run directory (run_dir with {seed}, or <run_dir>/s<seed>)
     seeds: int = 1
+    # how the fused program steps its seeds: "vmap" (one batched program: an accelerator's way),
+    # "map" (lax.map: one seed after another inside the program, a stopped seed skipped, each
+    # seed bit-identical to its single-seed run), "auto" = map on the CPU, where batching buys
+    # nothing, vmap elsewhere (docs/design.md, "The fused schedule")
+    seed_axis: str = "auto"
     total_env_steps: int = 200_000
     max_seconds: float = 0.0  # wall-clock budget; 0 = none
     # stop early once the success rate over the last stats_window episodes reaches this; 0 = off
@@ -235,6 +241,7 @@ _CHOICES = {
     "on_actor_failure": ("restart", "stop"),
     "transfer_guard": TRANSFER_GUARDS,
     "torso": TORSOS,
+    "seed_axis": SEED_AXES,
     "distill_kl": KL_DIRECTIONS,
     "learner_reg_kl": KL_DIRECTIONS,
 }

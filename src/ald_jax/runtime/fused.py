@@ -15,7 +15,7 @@ environments:
 
 ``make_fused`` builds the pieces from a config; ``init`` makes the state of one seed and
 ``iteration`` advances it. ``jit_iterations`` runs several iterations per dispatch over a batch
-of seeds (``vmap``), freezing the seeds that have stopped.
+of seeds (``vmap``, or ``lax.map`` on the CPU), freezing the seeds that have stopped.
 """
 
 from __future__ import annotations
@@ -243,22 +243,47 @@ def init_seeds(fused: Fused, seeds: list[int]) -> FusedState:
     return jax.jit(jax.vmap(fused.init))(jnp.asarray(seeds, jnp.int32))
 
 
-@functools.cache
-def jit_iterations(fused: Fused, count: int) -> Callable:
-    """``run(states, active) -> (states, outs)``: ``count`` iterations of every seed in one
-    jitted dispatch (``vmap`` over the seed axis, ``lax.scan`` over iterations); seeds whose
-    ``active`` flag is False keep their state. ``outs`` leaves are ``[count, seeds, ...]``.
-    Cached: the same ``fused`` and ``count`` give the same jitted function (compiled once per
-    number of seeds)."""
-    step = jax.vmap(fused.iteration)
+def resolve_seed_axis(seed_axis: str, platform: str) -> str:
+    """``seed_axis=auto``: ``map`` on the CPU (batching buys nothing there, and ``map`` skips
+    stopped seeds), ``vmap`` on an accelerator (where batching fills the chip)."""
+    if seed_axis != "auto":
+        return seed_axis
+    return "map" if platform == "cpu" else "vmap"
 
-    def run(states: FusedState, active: chex.Array):
-        def body(states, _):
-            new, out = step(states)
+
+@functools.cache
+def jit_iterations(fused: Fused, count: int, seed_axis: str = "vmap") -> Callable:
+    """``run(states, active) -> (states, outs)``: ``count`` iterations of every seed in one
+    jitted dispatch (``lax.scan`` over iterations); seeds whose ``active`` flag is False keep
+    their state. ``seed_axis``: ``vmap`` batches the seeds (inactive ones still compute, their
+    results dropped); ``map`` steps them one after another (``lax.map``; an inactive seed is
+    skipped by a ``lax.cond`` and its outputs are zeros, which the host never reads). ``outs``
+    leaves are ``[count, seeds, ...]``. Cached: the same arguments give the same jitted
+    function (compiled once per number of seeds)."""
+    if seed_axis == "vmap":
+        batched = jax.vmap(fused.iteration)
+
+        def step(states, active):
+            new, out = batched(states)
             keep = jax.vmap(lambda a, n, o: jax.tree.map(lambda x, y: jnp.where(a, x, y), n, o))
             return keep(active, new, states), out
 
-        return jax.lax.scan(body, states, None, length=count)
+    elif seed_axis == "map":
+
+        def one(args):
+            state, active = args
+            shapes = jax.eval_shape(fused.iteration, state)[1]
+            hold = lambda s: (s, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes))  # noqa: E731
+            return jax.lax.cond(active, fused.iteration, hold, state)
+
+        def step(states, active):
+            return jax.lax.map(one, (states, active))
+
+    else:
+        raise ValueError(f"seed_axis={seed_axis!r}: must be 'vmap' or 'map'")
+
+    def run(states: FusedState, active: chex.Array):
+        return jax.lax.scan(lambda s, _: step(s, active), states, None, length=count)
 
     return jax.jit(run, donate_argnums=0)
 

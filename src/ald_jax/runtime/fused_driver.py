@@ -31,7 +31,14 @@ import jax
 import numpy as np
 
 from ald_jax.config import Config, ConfigError
-from ald_jax.runtime.fused import Fused, episode_records, init_seeds, jit_iterations, make_fused
+from ald_jax.runtime.fused import (
+    Fused,
+    episode_records,
+    init_seeds,
+    jit_iterations,
+    make_fused,
+    resolve_seed_axis,
+)
 
 ITERATIONS_PER_CALL = 4
 
@@ -226,11 +233,12 @@ def train_fused(
     program = FusedProgram(fused, seeds, logs)
     checkpointer = _checkpointer(cfg, root)
     offset = _restore(program, checkpointer, meta, log)
-    run = jit_iterations(fused, per_call)
+    seed_axis = resolve_seed_axis(cfg.seed_axis, device.platform)
+    run = jit_iterations(fused, per_call, seed_axis)
     run.lower(program.states, np.ones(len(seeds), bool)).compile()  # (and the persistent cache)
     log(
         f"[ald-jax] compiled in {time.perf_counter() - t0:.1f}s; training (fused, "
-        f"{fused_shape(fused)})"
+        f"{fused_shape(fused)}; seeds by {seed_axis})"
     )
     interrupted, start = _loop(run, program, checkpointer, cfg.log_interval, offset)
     checkpointer.save(program, time.perf_counter() - start)
