@@ -48,7 +48,28 @@ class Log(list):
         self.append(str(line))
 
 
-def test_a_local_ray_run_trains_resumes_and_leaves_no_process_behind(tmp_path):
+@pytest.fixture
+def stale_cluster_address():
+    """The address file a dead cluster leaves behind (CI met one): ``ray.init()`` without an
+    address would try to join it, and refuse ``num_cpus``."""
+    from ray._private.utils import get_ray_address_file
+
+    path = get_ray_address_file(None)
+    before = open(path).read() if os.path.exists(path) else None
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("192.0.2.2:44343")
+    yield
+    if before is None:
+        os.remove(path)
+    else:
+        with open(path, "w") as f:
+            f.write(before)
+
+
+def test_a_local_ray_run_trains_resumes_and_leaves_no_process_behind(
+    tmp_path, stale_cluster_address
+):
     assert not ray_processes(), "Ray processes from elsewhere"
     cfg = load_config(
         "debug",

@@ -81,7 +81,8 @@ def connect(address: str) -> bool:
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         return False
-    ray.init(
+    ray.init(  # "local": a new instance, never one named by a stale /tmp/ray/ray_current_cluster
+        address="local",
         num_cpus=os.cpu_count(),
         include_dashboard=False,
         runtime_env=runtime_env,
