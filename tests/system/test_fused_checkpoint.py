@@ -52,18 +52,28 @@ def _final_leaves(seed_dir):
     return ocp.StandardCheckpointer().restore(os.path.join(ck.path(ck.steps()[-1]), "state"))
 
 
-def _kill_somewhere(proc, run_dir, how: str, rng) -> None:
+def _rows_written(run_dir) -> int:
+    path = run_dir / "s0" / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _kill_somewhere(proc, run_dir, how: str, rng, rows: tuple[int, int]) -> None:
+    """Kills the run mid-checkpoint-write or once a random row in ``rows`` is written (a point
+    picked by progress, not time: a fast machine must not finish the run before the kill)."""
     for line in proc.stdout:  # wait for training to start (compiling is not interesting)
         if "training (" in line:
             break
+    deadline = time.monotonic() + 60
     if how == "write":  # while a checkpoint is half-written (tmp dir, not committed)
-        deadline = time.monotonic() + 60
         while not glob.glob(str(run_dir / "s0" / "checkpoints" / "tmp-*")):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         time.sleep(0.5)
     else:
-        time.sleep(rng.uniform(0.5, 3.0))
+        target = rng.randint(max(_rows_written(run_dir) + 1, rows[0]), rows[1])
+        while _rows_written(run_dir) < target:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.005)
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -76,12 +86,14 @@ def test_kill_9_of_a_fused_run_then_resume_is_bit_identical(tmp_path):
     assert ref.returncode == 0, ref.stdout + ref.stderr
 
     rng = random.Random(0)
-    for how in ("time", "write", "time"):
+    # 40 rows, a checkpoint every 4: killed after row 5..16 (one checkpoint is committed), in the
+    # next checkpoint's write (row <= 20), after a row up to 32 (8 or more rows left to resume)
+    for how, rows in (("rows", (5, 16)), ("write", (0, 0)), ("rows", (1, 32))):
         resume = [f"resume={run_dir}"] if Checkpointer(str(run_dir / "s0")).steps() else []
         env = {**os.environ, "ALD_JAX_CHECKPOINT_PAUSE": "2" if how == "write" else "0"}
         proc = subprocess.Popen(_cmd(run_dir, *resume), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
-        _kill_somewhere(proc, run_dir, how, rng)
+        _kill_somewhere(proc, run_dir, how, rng, rows)
         assert Checkpointer(str(run_dir / "s0")).steps(), "no checkpoint survived the kill"
 
     final = subprocess.run(_cmd(run_dir, f"resume={run_dir}"), capture_output=True, text=True,
