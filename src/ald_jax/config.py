@@ -141,6 +141,11 @@ class Config:
     eval_interval: int = 0
     eval_episodes: int = 64
     stats_window: int = 200  # episodes in the moving averages
+    # early warning of a collapsed policy (issue 41): the learner's entropy below this fraction
+    # of the uniform policy's while training success is below entropy_warn_success -> column
+    # warn/entropy_collapse = 1 and one console line (the run goes on); 0 = off
+    entropy_warn_fraction: float = 0.6
+    entropy_warn_success: float = 0.05
     on_nan: str = "stop"
     compile_cache: bool = True
     # --- supervision --------------------------------------------------------------------------
@@ -221,6 +226,8 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "queue_capacity": (lambda v: v >= 1, "an integer >= 1"),
     "log_interval": (lambda v: v > 0, "a number > 0"),
     "stats_window": (lambda v: v >= 1, "an integer >= 1"),
+    "entropy_warn_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1) (0 = off)"),
+    "entropy_warn_success": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "ray_actor_cpus": (lambda v: v >= 0, "a number >= 0"),
     "eval_interval": (lambda v: v >= 0, "an integer >= 0 (learner updates; 0 = off)"),
     "eval_episodes": (lambda v: 1 <= v <= 65536, "an integer in [1, 65536]"),

@@ -119,7 +119,9 @@ class Progress:
     """The progress bar, the metric rows (one every ``log_interval`` seconds) and the time from
     ``started`` (``train()`` was called) to the first learner update, said once (``startup_s``)."""
 
-    def __init__(self, cfg: Config, writer, progress: bool, started: float = 0.0, log=print):
+    def __init__(
+        self, cfg: Config, writer, progress: bool, started: float = 0.0, log=print, watch=None
+    ):
         from tqdm import tqdm
 
         self.started = started
@@ -130,6 +132,7 @@ class Progress:
         self.total = cfg.total_env_steps
         self.bar = tqdm(total=self.total, unit="step", disable=not progress, dynamic_ncols=True)
         self.row: dict = {}
+        self.watch = watch  # ald_jax.health.CollapseWatch, or None
         self._last = time.perf_counter()
 
     def tick(self, system, elapsed: float, force: bool = False) -> None:
@@ -141,6 +144,8 @@ class Progress:
         if force or now - self._last >= self.interval:
             self._last = now
             self.row = row = system.snapshot(elapsed)
+            if self.watch is not None:
+                self.watch.check(row)
             self.writer.write(row, step=int(row["env_steps"]))
             self.bar.set_postfix(
                 sps=f"{row['env_steps'] / max(row['wall_time'], 1e-9):.0f}",
@@ -176,7 +181,8 @@ def train(cfg: Config, *, progress: bool = True, log=print) -> dict:
     offset = restore(system, checkpointer, resume_meta, log)
     remote = ray_actors(cfg, system, log) if cfg.runtime == "ray" else None
     writer = _metrics_writer(cfg.run_dir, resume_meta)
-    reporter = Progress(cfg, writer, progress, started=t_start, log=log)
+    watch = _watch(cfg, system, log)
+    reporter = Progress(cfg, writer, progress, started=t_start, log=log, watch=watch)
     start = time.perf_counter() - offset
     interrupted = drive(cfg, system, budget, reporter, checkpointer, start, log, remote)
     row = {**reporter.row, "startup_s": reporter.startup_s}
@@ -245,6 +251,13 @@ def build_system(cfg: Config, roles, log):
         f"({cfg.mode}, {cfg.num_actors} actors x {cfg.envs_per_actor} envs)"
     )
     return system
+
+
+def _watch(cfg: Config, system, log):
+    from ald_jax.health import CollapseWatch
+
+    num_actions = system.c.learner_net.num_actions
+    return CollapseWatch(num_actions, cfg.entropy_warn_fraction, cfg.entropy_warn_success, log)
 
 
 def _checkpointer(cfg: Config):

@@ -260,3 +260,42 @@ def test_importance_weights_are_target_over_behaviour():
     off = _update_metrics(net, params, batch, vmpo_importance=True)
     ref = _update_metrics(net, params, batch)
     assert abs(float(off["vmpo/effective_sample_size"] - ref["vmpo/effective_sample_size"])) > 1e-3
+
+
+def _np_entropy_and_max_prob(logits, valid):
+    """numpy reference: masked means of -sum p log p and max p (float64)."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(-1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    ent = -(p * np.log(p)).sum(-1)
+    v = np.asarray(valid, bool)
+    return ent[v].mean(), p.max(-1)[v].mean()
+
+
+def test_entropy_columns_against_numpy_of_the_logits():
+    # entropy/learner, max_prob/learner: the online network's policy on the batch (before the
+    # step); entropy/actor, max_prob/actor: the behaviour logits of the acting steps. Masked steps
+    # are left out. Five actions, so entropy and max-prob are not tied to each other as with two.
+    net = LSTMNetwork(num_actions=5, hidden_size=8, torso_sizes=(8,))
+    params = net.init(jax.random.PRNGKey(9), jnp.zeros(OBS_SHAPE, jnp.uint8))
+    actor = LSTMNetwork(num_actions=5, hidden_size=8, torso_sizes=(8,))
+    aparams = actor.init(jax.random.PRNGKey(10), jnp.zeros(OBS_SHAPE))
+    batch = fake_trajectory(
+        jax.random.PRNGKey(11), unroll_length=6, batch_size=16, obs_shape=OBS_SHAPE,
+        actor_net=actor, actor_params=aparams, learner_net=net, learner_params=params,
+        p_invalid=0.3,
+    )  # fmt: skip
+    sharp = 3.0 * jax.random.normal(jax.random.PRNGKey(12), batch.behaviour_logits.shape)
+    batch = batch._replace(behaviour_logits=sharp)  # an actor far sharper than the learner
+    metrics = _update_metrics(net, params, batch)
+    out, _ = net.unroll(params, batch.obs, batch.first, batch.learner.state)
+    ent_l, max_l = _np_entropy_and_max_prob(out.logits[:-1], batch.valid)
+    ent_a, max_a = _np_entropy_and_max_prob(batch.behaviour_logits, batch.valid)
+    assert abs(ent_l - ent_a) > 1e-2  # the two policies differ, so a swap would fail
+    np.testing.assert_allclose(metrics["entropy/learner"], ent_l, rtol=1e-5)
+    np.testing.assert_allclose(metrics["max_prob/learner"], max_l, rtol=1e-5)
+    np.testing.assert_allclose(metrics["entropy/actor"], ent_a, rtol=1e-5)
+    np.testing.assert_allclose(metrics["max_prob/actor"], max_a, rtol=1e-5)
+    # all-invalid steps would change the means: the mask is honoured
+    all_ent = _np_entropy_and_max_prob(batch.behaviour_logits, np.ones_like(batch.valid))[0]
+    assert abs(all_ent - ent_a) > 1e-4

@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from ald_jax.builder import build, schedule_of  # noqa: E402
 from ald_jax.config import Config, validate  # noqa: E402
+from ald_jax.health import COLUMN, CollapseWatch  # noqa: E402
 from ald_jax.runtime.lockstep import run_lockstep  # noqa: E402
 from ald_jax.runtime.system import System  # noqa: E402
 from ald_jax.runtime.threaded import ThreadedRun  # noqa: E402
@@ -226,11 +227,16 @@ def check_learns_on_two_distill_devices() -> dict:
     overrides = ["mode=lockstep", "eval_gif=false", "eval_interval=50", *_args(LAYOUT)]
     cfg = load_config("debug", overrides)
     system = System(schedule_of(cfg), build(cfg))
-    early = []
+    early, rows = [], []
+    watch = CollapseWatch(
+        system.c.learner_net.num_actions, cfg.entropy_warn_fraction, cfg.entropy_warn_success
+    )
 
     def stop():
         if system.counters.env_steps >= 30_000 and not early:
             early.append(system.snapshot(0.0).get("success_rate", 0.0))
+        if system.counters.env_steps >= 10_000 * (len(rows) + 1):  # a row every 10k env steps
+            rows.append(watch.check(system.snapshot(0.0)))
         return system.counters.env_steps >= cfg.total_env_steps
 
     run_lockstep(system, stop)
@@ -245,6 +251,8 @@ def check_learns_on_two_distill_devices() -> dict:
         "eval/env_steps": row.get("eval/env_steps"),
         "last_eval_due": cfg.total_env_steps - 50 * cfg.batch_size * cfg.unroll_length,
         "distill_devices": _devices(system.distill_state),
+        "rows_watched": len(rows),
+        "collapse_warnings": sum(r.get(COLUMN, 0.0) for r in rows),
     }
 
 

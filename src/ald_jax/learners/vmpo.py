@@ -193,6 +193,8 @@ def _learner_loss(network, hp: _LossSettings, params, duals, popart, batch: Traj
         "returns_mean": _masked_mean(returns, mask),
         "advantage_mean": _masked_mean(advantages, mask),
         **{f"vmpo/{k}": v for k, v in _as_dict(pi_stats).items()},
+        **policy_stats("learner", logits, mask),
+        **policy_stats("actor", batch.behaviour_logits, mask),
     }
     return total, (metrics, returns)
 
@@ -296,6 +298,20 @@ def _rescale_value_head(network, params, old: PopArtState, new: PopArtState):
     kernel, bias = network.value_head(params)
     kernel, bias = preserve_outputs(kernel, bias, old, new)
     return network.with_value_head(params, kernel, bias)
+
+
+def policy_stats(name: str, logits: chex.Array, mask: chex.Array) -> dict:
+    """``entropy/<name>`` (nats) and ``max_prob/<name>``: masked means over ``[T, B]`` of a
+    policy's entropy and its largest action probability (held fixed; diagnostics only). The
+    learner's are on its batch, the actor's on the acting steps (the behaviour logits)."""
+    logits = jax.lax.stop_gradient(logits)
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    p = jnp.exp(log_p)
+    entropy = -jnp.sum(jnp.where(p > 0, p * log_p, 0.0), axis=-1)
+    return {
+        f"entropy/{name}": _masked_mean(entropy, mask),
+        f"max_prob/{name}": _masked_mean(jnp.max(p, axis=-1), mask),
+    }
 
 
 def _masked_mean(x: chex.Array, mask: chex.Array) -> chex.Array:

@@ -85,6 +85,7 @@ class Fused(NamedTuple):
     iteration: Callable[[FusedState], tuple[FusedState, FusedOut]]
     settings: FusedSettings
     distills: bool
+    num_actions: int = 0  # of the environment (the entropy warning's uniform policy)
 
 
 def check_fused(cfg: Config) -> None:
@@ -183,7 +184,7 @@ def make_fused(cfg: Config) -> Fused:
         distilled = state.distill.step if distills else jnp.zeros((), jnp.int32)
         return state, FusedOut(stats, metrics, state.env_steps, state.learner.step, distilled)
 
-    return Fused(init, iteration, st, distills)
+    return Fused(init, iteration, st, distills, env.num_actions)
 
 
 def _batch_template(rollout, runner, actor_params, learner, carry, runner_state) -> Trajectory:

@@ -62,7 +62,9 @@ def seed_run_dir(cfg: Config, seed: int) -> str:
 class SeedLog:
     """One seed's host side: its run directory, writer, episode window and stop rule."""
 
-    def __init__(self, cfg: Config, seed: int, roles: dict, resumed: dict | None = None):
+    def __init__(
+        self, cfg: Config, seed: int, roles: dict, resumed: dict | None = None, watch=None
+    ):
         from ald_jax.metrics import MetricsWriter
         from ald_jax.run import Budget, prepare_run_dir
 
@@ -76,6 +78,7 @@ class SeedLog:
         self.skipped = 0
         self.row: dict = {}
         self.active = True
+        self.watch = watch  # ald_jax.health.CollapseWatch, or None
         if resumed is not None:
             self.load(resumed)
         steps = None if resumed is None else int(self.row.get("env_steps", 0))
@@ -131,6 +134,8 @@ class SeedLog:
                 episode_length=float(arr[:, 2].mean()),
             )
         row.update({k: float(v) for k, v in out["metrics"].items()})
+        if self.watch is not None:
+            self.watch.check(row, where=f" (seed {cfg.seed})")
         return row
 
     def write(self) -> None:
@@ -221,7 +226,10 @@ def train_fused(
     device = jax.devices()[0]
     roles = {"resolved_devices": {"fused": f"{device.platform}:{device.id}"}}
     resumed = meta["seeds"] if meta else [None] * len(seeds)
-    logs = [SeedLog(cfg, seed, roles, r) for seed, r in zip(seeds, resumed, strict=True)]
+    logs = [
+        SeedLog(cfg, seed, roles, r, _watch(cfg, fused.num_actions, log))
+        for seed, r in zip(seeds, resumed, strict=True)
+    ]
     log(f"[ald-jax] {cfg.exp}: method={cfg.method} env={cfg.env} seeds={seeds} (fused) -> "
         f"{', '.join(s.cfg.run_dir for s in logs)}")  # fmt: skip
     t0 = time.perf_counter()
@@ -251,6 +259,12 @@ def train_fused(
             f"return={row.get('episode_return', float('nan')):.2f}"
         )
     return rows
+
+
+def _watch(cfg: Config, num_actions: int, log):
+    from ald_jax.health import CollapseWatch
+
+    return CollapseWatch(num_actions, cfg.entropy_warn_fraction, cfg.entropy_warn_success, log)
 
 
 def _restore(program: FusedProgram, checkpointer, meta: dict | None, log) -> float:
