@@ -32,11 +32,16 @@ def run_name(method: str, seed: int, sweep: tuple[str, str] | None) -> str:
     return f"{method}{tag}-s{seed}"
 
 
-def plan(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[str, list[str]]]:
-    """(run_dir, overrides) for every run of the comparison."""
+def plan(
+    exp: str, methods, seeds: int, sweep, out: str, first_seed: int = 0
+) -> list[tuple[str, list[str]]]:
+    """(run_dir, overrides) for every run of the comparison (seeds ``first_seed ..
+    first_seed + seeds - 1``)."""
     key, values = sweep if sweep else (None, [None])
     runs = []
-    for seed in range(seeds):  # seed-major: a comparison cut short still has whole seeds
+    for seed in range(
+        first_seed, first_seed + seeds
+    ):  # seed-major: a comparison cut short still has whole seeds
         for method in methods:
             for value in values:
                 name = run_name(method, seed, (key, value) if key else None)
@@ -47,7 +52,9 @@ def plan(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[str, list
     return runs
 
 
-def plan_fused(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[list, list[str]]]:
+def plan_fused(
+    exp: str, methods, seeds: int, sweep, out: str, first_seed: int = 0
+) -> list[tuple[list, list[str]]]:
     """``--fused``: one program per method (and swept value) for all seeds: (the seeds' run
     dirs, overrides); ``run_dir`` carries ``{seed}`` (ald_jax.runtime.fused_driver.seed_run_dir)."""
     key, values = sweep if sweep else (None, [None])
@@ -57,11 +64,13 @@ def plan_fused(exp: str, methods, seeds: int, sweep, out: str) -> list[tuple[lis
             pattern = os.path.join(
                 out, exp, run_name(method, "{seed}", (key, value) if key else None)
             )
-            overrides = [f"method={method}", "seed=0", f"seeds={seeds}", "mode=fused"]
+            overrides = [f"method={method}", f"seed={first_seed}", f"seeds={seeds}", "mode=fused"]
             if key:
                 overrides.append(f"{key}={value}")
             overrides.append(f"run_dir={pattern}")
-            dirs = [pattern.replace("{seed}", str(s)) for s in range(seeds)]
+            dirs = [
+                pattern.replace("{seed}", str(s)) for s in range(first_seed, first_seed + seeds)
+            ]
             runs.append((dirs, overrides))
     return runs
 
@@ -156,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exp", required=True)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. +seeds-1")
     p.add_argument("--budget", type=int, default=None, help="env steps per run")
     p.add_argument("--sweep", default=None, help="key=v1,v2,... (e.g. dprl=1,3,10,30)")
     p.add_argument("--set", nargs="*", default=[], help="extra key=value for every run")
@@ -183,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--methods {bad}: allowed {list(METHODS)}")
         if args.seeds < 1:
             raise ConfigError(f"--seeds {args.seeds}: must be >= 1")
+        if args.first_seed < 0:
+            raise ConfigError(f"--first-seed {args.first_seed}: must be >= 0")
         sweep = parse_sweep(args.sweep)
-        runs = (plan_fused if args.fused else plan)(args.exp, methods, args.seeds, sweep, args.out)
+        make_plan = plan_fused if args.fused else plan
+        runs = make_plan(args.exp, methods, args.seeds, sweep, args.out, args.first_seed)
         base = get_config(args.exp)
         fused = ["eval_interval=0"] if args.fused else []
         for _, overrides in runs:  # every run's config is valid before anything starts

@@ -313,6 +313,18 @@ def test_fused_plan_is_one_program_per_method_with_a_dir_per_seed(tmp_path):
     assert f"run_dir={tmp_path / 'imaze9' / 'ald-dprl10-s{seed}'}" in overrides
 
 
+def test_first_seed_shifts_both_plans(tmp_path):
+    from experiments.compare import plan, plan_fused
+
+    runs = plan("imaze9", ["ald", "gtrxl"], 2, None, str(tmp_path), first_seed=10)
+    names = [os.path.basename(d) for d, _ in runs]
+    assert names == ["ald-s10", "gtrxl-s10", "ald-s11", "gtrxl-s11"]
+    assert "seed=11" in runs[2][1]
+    dirs, overrides = plan_fused("imaze9", ["ald"], 3, None, str(tmp_path), first_seed=10)[0]
+    assert [os.path.basename(d) for d in dirs] == ["ald-s10", "ald-s11", "ald-s12"]
+    assert {"seed=10", "seeds=3"} <= set(overrides)
+
+
 def test_an_interrupted_fused_program_resumes_from_its_first_seeds_checkpoint(
     tmp_path, monkeypatch
 ):
