@@ -157,7 +157,12 @@ class Config:
     checkpoint_seconds: float = 600.0  # save at least this often (0 = only by updates/at the end)
     checkpoint_updates: int = 0  # also save every N learner updates (0 = off)
     checkpoint_keep: int = 3
-    resume: str = ""  # a run directory to continue
+    # a run directory to continue, or "auto": continue run_dir if it holds a checkpoint, else
+    # start there (the same command for a job's first submission and every requeue)
+    resume: str = ""
+    # signals that stop a run cleanly: final checkpoint, logs flushed, exit status 75 (a job
+    # script requeues on it; README, "Clusters and preemption"); names without SIG, "" = none
+    preempt_signals: str = "TERM,USR1"
 
     # ---- derived values ----------------------------------------------------------------------
     @property
@@ -367,6 +372,24 @@ def runner_group_calls(config: Config) -> int:
     return per_batch // math.gcd(per_batch, config.chunks_per_call)
 
 
+PREEMPT_SIGNALS = ("TERM", "USR1", "USR2", "HUP", "XCPU")
+
+
+def _check_restart_fields(config: Config) -> None:
+    """``preempt_signals`` names and ``resume=auto`` (which needs a fixed ``run_dir``)."""
+    names = [n for n in config.preempt_signals.split(",") if n]
+    bad = [n for n in names if n not in PREEMPT_SIGNALS]
+    if bad or len(set(names)) != len(names):
+        raise ConfigError(
+            f"preempt_signals={config.preempt_signals!r}: a comma-separated list of distinct "
+            f"names from {list(PREEMPT_SIGNALS)} (without SIG), or '' for none"
+        )
+    if config.resume == "auto" and not config.run_dir:
+        raise ConfigError(
+            "resume='auto': needs a fixed run_dir=... (the directory every requeue continues)"
+        )
+
+
 def validate(config: Config) -> Config:
     """Checks every field; raises ``ConfigError`` naming the field, the value and the rule.
 
@@ -395,6 +418,7 @@ def validate(config: Config) -> Config:
             if not check(value):
                 raise ConfigError(f"{f.name}={value!r}: must be {rule}")
     _check_env(config)
+    _check_restart_fields(config)
     if config.seeds > 1 and config.mode != "fused":
         raise ConfigError(
             f"seeds={config.seeds}: several seeds in one program need mode='fused' "

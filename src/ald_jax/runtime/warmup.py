@@ -15,7 +15,6 @@ import numpy as np
 from jax.sharding import SingleDeviceSharding
 
 from ald_jax import trajectory
-from ald_jax.runtime.evaluation import play
 from ald_jax.runtime.system import System, stage_context
 from ald_jax.types import PyTree, Trajectory
 
@@ -135,10 +134,8 @@ def _warm_up_evaluation(system: System, batch: Trajectory) -> None:
     """Compiles the evaluation functions in the eval thread's context (see ``warm_up``)."""
     c, roles = system.c, system.roles
     with stage_context(roles.learner, system.schedule.transfer_guard):
-        _, target = system.runner_server.get()
-        jax.block_until_ready(play(system, c.evaluate_learner, target, roles.learner, 0))
-        params = system.actor_server.latest().params
-        jax.block_until_ready(play(system, c.evaluate_actor, params, roles.actor, 0))
+        jax.block_until_ready(system.play("learner_eval", 0))
+        jax.block_until_ready(system.play("actor_eval", 0))
         if c.kl_newest is not None:
             mesh = roles.distill_mesh()
             stripped = trajectory.without_learner_state(batch)
