@@ -68,13 +68,17 @@ class Reporter:
                 dprl=f"{row['dprl_achieved']:.1f}",
             )
 
+    def close(self) -> None:
+        self.bar.close()
+        for track in self.tracks:
+            track.writer.close()
+
     def finish(self, reason: str) -> list[dict]:
         """Closes the logs, writes each seed's ``summary.json`` and done line; returns the last
         rows. ``reason``: why the run ended (``budget``, ``interrupted``, ``preempted``)."""
-        self.bar.close()
+        self.close()
         rows = []
         for track in self.tracks:
-            track.writer.close()
             row = {**track.row, "startup_s": self.startup_s}
             summary = {**row, "interrupted": reason != "budget", "stop_reason": reason}
             with open(os.path.join(track.run_dir, "summary.json"), "w") as f:

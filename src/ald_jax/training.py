@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import NamedTuple
 
 from ald_jax.checkpoint import Checkpointer, CheckpointError, check_resume
 from ald_jax.config import Config, ConfigError, profile_line, validate
@@ -26,14 +27,23 @@ def train(cfg: Config, *, progress: bool = True, log=print, **build) -> dict:
     return train_seeds(cfg, progress=progress, log=log, **build)[-1]
 
 
-def train_seeds(cfg: Config, *, progress: bool = True, log=print, **build) -> list[dict]:
-    """``train`` for every seed of ``cfg`` (``seeds`` > 1 in ``mode=fused``): each seed's last
-    row. ``build``: ``fused=`` / ``per_call=`` for tests and notebooks (a prebuilt fused
-    schedule, iterations per dispatch)."""
-    t_start = time.perf_counter()
+class Prepared(NamedTuple):
+    """What ``prepare`` settles before anything compiles."""
+
+    cfg: Config  # with its run directory and resume settled
+    roles: object  # the device roles of a System run (None in mode=fused)
+    meta: dict | None  # the checkpoint meta a resume continues from
+    dirs: list  # each seed's run directory
+    auto: bool  # resume=auto was asked
+
+
+def prepare(cfg: Config, log=print) -> Prepared:
+    """Validates (config, devices, the fused refusals, a resume: JSON only), configures the
+    process (CPU threads before JAX starts its CPU backend, compile cache) and says what the run
+    is; nothing compiles. ``ConfigError`` for anything that cannot work."""
     configure_gpu_memory()
     validate(cfg)
-    threads = configure_cpu_threads(cfg)  # before JAX starts its CPU backend
+    threads = configure_cpu_threads(cfg)
     auto = cfg.resume == "auto"
     cfg, meta = resolve_resume(cfg)
     roles = _check_before_compiling(cfg)
@@ -44,6 +54,15 @@ def train_seeds(cfg: Config, *, progress: bool = True, log=print, **build) -> li
     for line in (roles and f"devices: {roles.describe()}", profile_line(cfg), threads):
         if line:
             log(f"[ald-jax] {line}")
+    return Prepared(cfg, roles, meta, dirs, auto)
+
+
+def train_seeds(cfg: Config, *, progress: bool = True, log=print, **build) -> list[dict]:
+    """``train`` for every seed of ``cfg`` (``seeds`` > 1 in ``mode=fused``): each seed's last
+    row. ``build``: ``fused=`` / ``per_call=`` for tests and notebooks (a prebuilt fused
+    schedule, iterations per dispatch)."""
+    t_start = time.perf_counter()
+    cfg, roles, meta, dirs, auto = prepare(cfg, log)
     if meta is not None and _finished(cfg, meta):
         return _already_finished(cfg.run_dir, meta, log)
     _write_configs(cfg, dirs, roles)
@@ -53,13 +72,14 @@ def train_seeds(cfg: Config, *, progress: bool = True, log=print, **build) -> li
     tracks = _tracks(cfg, dirs, program, meta, auto, log)
     reporter = Reporter(tracks, cfg.log_interval, cfg.total_env_steps, progress, log)
     reporter.started = t_start
-    reason = "budget"
     try:
         reason = drive(program, reporter, checkpointer, offset, Signals(_signals(cfg), log))
-        if reason == "budget" and cfg.eval_gif:
-            _eval_gifs(cfg, program, dirs, log)
-    finally:
-        rows = reporter.finish(reason)
+    except BaseException:  # a failure or a second Ctrl-C: the logs so far, no summary
+        reporter.close()
+        raise
+    if reason == "budget" and cfg.eval_gif:
+        _eval_gifs(cfg, program, dirs, log)
+    rows = reporter.finish(reason)
     return [{**row, "stop_reason": reason} for row in rows]
 
 

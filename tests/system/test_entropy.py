@@ -33,7 +33,7 @@ def _rows(run_dir) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["lockstep", "threaded", "fused"])
 def test_entropy_columns_in_every_modes_rows(mode, tmp_path):
-    from ald_jax.run import train
+    from ald_jax.training import train
 
     cfg = Config(**{**TINY, "mode": mode, "total_env_steps": 4096, "log_interval": 0.01,
                     "run_dir": str(tmp_path / mode)})  # fmt: skip
@@ -86,13 +86,13 @@ def _plant_collapse(fused):
 
 @pytest.mark.slow
 def test_the_warning_fires_on_a_planted_collapsed_policy(tmp_path):
-    from ald_jax.runtime.fused import make_fused
-    from ald_jax.runtime.fused_driver import train_fused
+    from ald_jax.builder_fused import build_fused
+    from ald_jax.training import train_seeds
 
     cfg = Config(**{**TINY, "method": "gtrxl", "mode": "fused", "total_env_steps": 8192,
                     "log_interval": 0.01, "run_dir": str(tmp_path / "collapsed")})  # fmt: skip
     said = []
-    train_fused(cfg, fused=_plant_collapse(make_fused(cfg)), per_call=2, log=said.append)
+    train_seeds(cfg, fused=_plant_collapse(build_fused(cfg)), per_call=2, log=said.append)
     rows = _rows(tmp_path / "collapsed")
     assert rows and rows[-1]["entropy/learner"] < 0.1, rows[-1]
     assert all(r[COLUMN] == 1.0 for r in rows if r.get("success_rate", 0.0) < 0.05)

@@ -116,14 +116,14 @@ def test_kill_9_of_a_fused_run_then_resume_is_bit_identical(tmp_path):
 
 def test_resume_of_another_number_of_seeds_is_refused_before_compiling(tmp_path):
     from ald_jax.config import Config, ConfigError, validate
-    from ald_jax.runtime.fused_driver import train_fused
+    from ald_jax.training import train
     from tests.system.tiny import TINY
 
     cfg = validate(Config(**{**TINY, "mode": "fused", "seeds": 2, "eval_interval": 0,
                              "chunks_per_call": 2, "total_env_steps": 64}))  # fmt: skip
     Checkpointer(str(tmp_path / "s0"), config=cfg.to_dict()).save(_Fake(), 0.0)
     with pytest.raises(ConfigError, match="seeds: checkpoint has 2, now 3"):
-        train_fused(cfg.replace(seeds=3, resume=str(tmp_path)), log=lambda m: None)
+        train(cfg.replace(seeds=3, resume=str(tmp_path)), log=lambda m: None)
 
 
 class _Fake:

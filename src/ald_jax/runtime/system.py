@@ -70,6 +70,31 @@ def _replay(sch: Schedule, roles) -> Replay:
     return Replay(sch.replay_capacity, seed=sch.seed, place=place, half_life=sch.replay_half_life)
 
 
+def _run_stats(sch: Schedule, has_replay: bool) -> RunStats:
+    """The run statistics, with the evaluation columns when evaluations run."""
+    kl = ("distill/kl_newest",) if has_replay else ()
+    columns = evaluation.EVAL_COLUMNS + kl if sch.eval_interval else ()
+    return RunStats(sch.num_actors, sch.stats_window, columns)
+
+
+def _inflight(system) -> dict[str, InFlight]:
+    """Each stage's dispatched calls, finished by ``Readback`` (which publishes what they make
+    due: target params to the runner, actor params to the actors)."""
+    comps = system.c
+    rb = Readback(
+        system.stats,
+        system.schedule,
+        system.runner_server.publish,
+        system.publish_actor,
+        None if comps.distills else comps.actor_params_of,
+    )
+    return {
+        "runner": InFlight(jax.block_until_ready),
+        "learner": InFlight(rb.finish_learn),
+        "distill": InFlight(rb.finish_distill),
+    }
+
+
 class System:
     """The state of one run and its stages (see the module docstring).
 
@@ -104,11 +129,7 @@ class System:
             initial = _initial_state(comps.learner_net, sch.envs_per_actor)
         self.runner_states = [jax.device_put(initial, roles.learner)] * sch.num_actors
         self.replay = _replay(sch, roles) if comps.distills else None
-        kl = ("distill/kl_newest",) if self.replay is not None else ()
-        columns = evaluation.EVAL_COLUMNS + kl
-        self.stats = RunStats(
-            sch.num_actors, sch.stats_window, columns if sch.eval_interval else ()
-        )
+        self.stats = _run_stats(sch, self.replay is not None)
         self.eval_keys = evaluation.eval_keys(sch.seed, {roles.learner, roles.actor})
         self.pending: list[ActorCall] = []  # lockstep: calls of the runner group being assembled
         self.next_actor = 0  # lockstep: whose turn it is
@@ -116,14 +137,7 @@ class System:
         # Dispatched work not yet waited for (see ``InFlight``): how many of each stage's calls
         # may be pending after a dispatch. 0 (lockstep) waits for each; ThreadedRun sets it.
         self.dispatch_ahead = 0
-        baseline_actor = None if comps.distills else comps.actor_params_of
-        publish_target = self.runner_server.publish
-        rb = Readback(self.stats, sch, publish_target, self.publish_actor, baseline_actor)
-        self.inflight = {
-            "runner": InFlight(jax.block_until_ready),
-            "learner": InFlight(rb.finish_learn),
-            "distill": InFlight(rb.finish_distill),
-        }
+        self.inflight = _inflight(self)
 
     # the run statistics, as the stages and tests read them
     counters = property(lambda self: self.stats.counters)
