@@ -90,10 +90,12 @@ class Signals:
             signal.signal(sig, previous)
         self._previous = {}
 
-    def ignore_interrupts(self) -> None:
-        """While the final checkpoint is written: a further signal must not lose it."""
-        for sig in list(self._previous):
-            signal.signal(sig, signal.SIG_IGN)
+    def ignore_preemption(self) -> None:
+        """While the final checkpoint is written a further preemption signal must not lose it
+        (SIGINT still aborts: the second Ctrl-C is the user's way out)."""
+        for sig in self.preempt:
+            if sig in self._previous:
+                signal.signal(sig, signal.SIG_IGN)
 
 
 def drive(program, reporter, checkpointer, offset: float, signals: Signals) -> str:
@@ -116,6 +118,6 @@ def drive(program, reporter, checkpointer, offset: float, signals: Signals) -> s
                 program.stop()
             finally:
                 reporter.tick(program, elapsed(), force=True)
-        signals.ignore_interrupts()
+        signals.ignore_preemption()
         checkpointer.save(program, elapsed())
     return signals.reason or "budget"
