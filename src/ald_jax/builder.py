@@ -95,7 +95,8 @@ class Components(NamedTuple):
     # policy evaluation (None when eval_interval=0): (params, key, index) -> EpisodeStats [N]
     evaluate_learner: Callable | None = None  # the learner's (target) params, learner device
     evaluate_actor: Callable | None = None  # actor params, actor device
-    kl_newest: Callable | None = None  # (actor params, replay batch) -> KL(pi_A || pi_L); ald
+    # (actor params, replay batch) -> KL(pi_A || pi_L) on every step, a diagnostic (ald)
+    kl_newest: Callable | None = None
 
 
 def make_networks(cfg: Config, num_actions: int, obs_shape: tuple[int, ...]) -> tuple[Any, Any]:
@@ -257,8 +258,10 @@ def _evaluation(cfg: Config, comps: Components) -> dict:
 
 
 def make_kl_newest(actor_net: RecurrentNetwork) -> Callable:
-    """``kl(actor_params, batch)``: the distillation's policy term ``KL(pi_A || pi_L)`` on one
-    replay batch (the actor unrolled from the batch's stored states)."""
+    """``kl(actor_params, batch)``: ``KL(pi_A || pi_L)`` on one replay batch, every valid step
+    (the actor unrolled from the batch's stored states). A diagnostic of how far the actor is
+    from its teacher, not the trained objective: it ignores ``distill_kl`` (always this
+    direction) and ``distill_burn_in`` (no step is left out)."""
 
     def kl(params, batch):
         out, _ = actor_net.unroll(params, batch.obs[:-1], batch.first[:-1], batch.actor_state)

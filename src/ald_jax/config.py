@@ -47,7 +47,7 @@ class Config:
     env_obs_key: str = ""
     method: str = "ald"
     seed: int = 0
-    # mode=fused: train seeds seed .. seed+seeds-1 in one compiled program (vmapped), each
+    # mode=fused: train seeds seed .. seed+seeds-1 in one compiled program (seed_axis), each
     # written to its own run directory (run_dir with {seed}, or <run_dir>/s<seed>)
     seeds: int = 1
     # how the fused program steps its seeds: "vmap" (one batched program: an accelerator's way),
@@ -91,7 +91,8 @@ class Config:
     popart_decay: float = 3e-4
     value_coef: float = 1.0
     vtrace: str = "auto"  # auto = on for ald, off for the baselines
-    # weight of KL(pi_A || pi_L) on the learner (ald only; 0.1 until issue 27's screens)
+    # weight of the learner regulariser KL(pi_A || pi_L) (ald only; 0 = off, the default since
+    # issue 27's screens, 0.1 before; its direction: learner_reg_kl)
     learner_reg: float = 0.0
     # --- off-policy switches of the learner (ald; issue 27, docs/design.md "Losses") --------
     learner_reg_kl: str = "actor_learner"  # the regulariser's KL direction (KL_DIRECTIONS)
@@ -132,7 +133,7 @@ class Config:
     # (docs/design.md, "Threads and queues"); profile=gpu leaves two cores to the learner threads
     cpu_threads: int = 0
     chunks_per_call: int = 8  # T_U chunks per actor call; actor params refresh between calls
-    queue_capacity: int = 4  # batches waiting for the learner runner
+    queue_capacity: int = 4  # learner batches waiting between the learner runner and the learner
     log_interval: float = 5.0  # seconds between metric rows
     eval_gif: bool = True
     # policy evaluation every eval_interval learner updates (0 = off): the learner's target

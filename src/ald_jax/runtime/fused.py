@@ -1,5 +1,6 @@
 """The fused schedule (``mode=fused``): a whole training iteration as one pure, jitted function
-of the run's state, vmapped over seeds (issue 29; docs/design.md, "The fused schedule").
+of the run's state, over a batch of seeds (``seed_axis``: vmap, or lax.map on the CPU; issue
+29; docs/design.md, "The fused schedule").
 
 One iteration runs the stages of the lockstep schedule in order, on one device, for JAX
 environments:

@@ -26,7 +26,7 @@ def lockstep_step(system: System) -> bool:
     i = system.next_actor
     system.pending.append(system.act(i))
     system.next_actor = (i + 1) % sch.num_actors
-    if len(system.pending) < system.c.group_calls:
+    if len(system.pending) < system.comps.group_calls:
         return False
     group, system.pending = system.pending, []
     for batch in system.run_runner(group):

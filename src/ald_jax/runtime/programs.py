@@ -35,7 +35,7 @@ class SystemProgram:
         return self.system.first_update_time
 
     def num_actions(self) -> int:
-        return self.system.c.learner_net.num_actions
+        return self.system.comps.learner_net.num_actions
 
     def rows(self, elapsed: float, final: bool = False) -> list[dict]:
         return [self.system.snapshot(elapsed)]
@@ -43,7 +43,7 @@ class SystemProgram:
     def acting(self, index: int = 0) -> tuple:
         """``(env, env_params, actor network, actor params, device)`` of the newest actor (for
         the evaluation GIF)."""
-        c = self.system.c
+        c = self.system.comps
         params = self.system.actor_server.get()[1]
         return c.env, c.env_params, c.actor_net, params, self.system.roles.actor
 

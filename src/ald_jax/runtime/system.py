@@ -80,7 +80,7 @@ def _run_stats(sch: Schedule, has_replay: bool) -> RunStats:
 def _inflight(system) -> dict[str, InFlight]:
     """Each stage's dispatched calls, finished by ``Readback`` (which publishes what they make
     due: target params to the runner, actor params to the actors)."""
-    comps = system.c
+    comps = system.comps
     rb = Readback(
         system.stats,
         system.schedule,
@@ -107,7 +107,7 @@ class System:
 
     def __init__(self, schedule: Schedule, comps: Components, key: jax.Array | None = None):
         self.schedule = sch = schedule
-        self.c = comps
+        self.comps = comps
         self.roles = roles = comps.roles
         key = jax.random.PRNGKey(sch.seed) if key is None else key
         init_key, actor_keys = _split_keys(key, sch.num_actors)
@@ -152,7 +152,9 @@ class System:
         statistics come to the host; the chunks stay on the actor device."""
         t0 = time.perf_counter()
         latest = self.actor_server.latest()
-        carry, trajs, stats = self.c.rollout(latest.params, self.carries[i], latest.version_array)
+        carry, trajs, stats = self.comps.rollout(
+            latest.params, self.carries[i], latest.version_array
+        )
         self.carries[i] = carry
         self.count_call(i, jax.device_get(stats), time.perf_counter() - t0)
         return ActorCall(i, latest.version, trajs)
@@ -175,7 +177,7 @@ class System:
         _, target_params = self.runner_server.get()
         calls = jax.device_put(tuple(call.trajs for call in group), self.roles.learner)
         states = tuple(self.runner_states[call.actor] for call in group)
-        batches, next_states = self.c.group_runner(target_params, calls, states)
+        batches, next_states = self.comps.group_runner(target_params, calls, states)
         for call, state in zip(group, next_states, strict=True):
             self.runner_states[call.actor] = state
         self.inflight["runner"].push(batches, self.dispatch_ahead)
@@ -194,7 +196,7 @@ class System:
         update ``dispatch_ahead`` updates back, so the device never waits for the host in
         between."""
         t0 = time.perf_counter()
-        self.learner_state, metrics = self.c.learner_update(self.learner_state, batch)
+        self.learner_state, metrics = self.comps.learner_update(self.learner_state, batch)
         lag_source = (self.actor_server.version, batch.version)
         with self.progress:  # DpRL counts dispatched updates
             self.counters.learner_agent_steps += self.schedule.learner_steps_per_update
@@ -209,7 +211,7 @@ class System:
         sch = self.schedule
         t0 = time.perf_counter()
         batches, stamps = self.replay.sample(sch.num_distill)
-        self.distill_state, metrics = self.c.distill_update(self.distill_state, batches)
+        self.distill_state, metrics = self.comps.distill_update(self.distill_state, batches)
         ages = [self.counters.learner_updates - stamp for stamp in stamps]
         metrics = {**metrics, "distill/teacher_age_updates": float(np.mean(ages))}
         with self.progress:  # DpRL counts dispatched steps
@@ -246,9 +248,9 @@ class System:
     def evaluate(self) -> None:
         """One policy evaluation (``evaluation.evaluate``) of the target and actor params."""
         kl = None
-        if self.c.kl_newest is not None:
+        if self.comps.kl_newest is not None:
             kl = lambda: (  # noqa: E731
-                self.c.kl_newest(self.distill_state.params, self.replay.newest())
+                self.comps.kl_newest(self.distill_state.params, self.replay.newest())
                 if len(self.replay)
                 else None
             )
@@ -257,7 +259,7 @@ class System:
     def play(self, who: str, index: int):
         """Evaluation ``index`` of ``who`` (``learner_eval``: the target params on the learner
         device; ``actor_eval``: the actor params): its episode statistics, not waited for."""
-        c, roles = self.c, self.roles
+        c, roles = self.comps, self.roles
         if who == "learner_eval":
             evaluate, params, device = (
                 c.evaluate_learner,

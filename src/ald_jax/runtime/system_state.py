@@ -50,7 +50,7 @@ def state_tree(system, replay_items: list, pending: list) -> dict:
     """The arrays of a checkpoint: the run's states, with ``replay_items`` and the ``pending``
     calls' chunks each stacked along a new leading axis (on the host)."""
     stack = lambda items: jax.tree.map(lambda *xs: np.stack(xs), *items)  # noqa: E731  (host)
-    host_env = system.c.host_env
+    host_env = system.comps.host_env
     return {
         "learner": system.learner_state,
         "distill": system.distill_state if system.distill_state is not None else (),
@@ -88,7 +88,7 @@ def load_state_dict(system, tree: dict, meta: dict) -> None:
     carries = []
     for old, new in zip(system.carries, tree["carries"], strict=True):
         new = jax.device_put(new, roles.actor)
-        carries.append(new._replace(adapter=old.adapter) if system.c.host_env else new)
+        carries.append(new._replace(adapter=old.adapter) if system.comps.host_env else new)
     system.carries = carries
     system.runner_states = [jax.device_put(x, roles.learner) for x in tree["runner_states"]]
     unstack = lambda stacked, n: [  # noqa: E731
