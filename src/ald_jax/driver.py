@@ -83,7 +83,10 @@ class Signals:
         if self.reason is None:
             self.reason = "interrupted" if signum == signal.SIGINT else "preempted"
             name = signal.Signals(signum).name
-            self.log(f"\n[ald-jax] {name}: stopping and writing a checkpoint (again to abort)")
+            self.log(
+                f"\n[ald-jax] {name}: {self.reason}; stopping and writing a checkpoint "
+                "(a second Ctrl-C aborts)"
+            )
 
     def __exit__(self, *exc):
         for sig, previous in self._previous.items():

@@ -88,7 +88,7 @@ def _stop_somewhere(proc, run_dir, how: str, rng) -> None:
     if how == "term":
         out = proc.stdout.read()
         assert rc == 75, out
-        assert "SIGTERM: stopping and writing a checkpoint" in out, out
+        assert "SIGTERM: preempted; stopping and writing a checkpoint" in out, out
 
 
 @pytest.mark.slow

@@ -103,7 +103,7 @@ def test_a_local_ray_run_trains_resumes_and_leaves_no_process_behind(
 
     stopped = train(preempted, progress=False, log=term_once_training)
     assert stopped["stop_reason"] == "preempted" and stopped["env_steps"] < 10**9
-    assert any("SIGTERM: stopping" in line for line in log), log
+    assert any("SIGTERM: preempted" in line for line in log), log
     assert not wait_gone(), ray_processes()
 
 
