@@ -263,6 +263,21 @@ def test_eval_plot_and_distillation_lag_from_runs_with_eval_columns(tmp_path):
             assert np.all((arr >= 0.0) & (arr <= 1.0))
 
 
+def test_every_name_other_code_imports_from_experiments_plots_is_there():
+    """The package re-exports what ``experiments.plots`` had as one module (compare.py,
+    experiments/gpu_paper, the tests import from it); ``dir`` lists them."""
+    import experiments.plots as plots
+
+    used = """load_runs make_all plot_iqm series speed_cells summary_rows RETURN compute_stats
+    plot_eval TARGETS Reach bootstrap_ci estimate iqm iqm_band on_grid ratio_of_medians fmt
+    md_table fmt_estimate X_AXES Target seed_time first_reaching EVAL_X time_to_level MISSING"""
+    for name in used.split() + plots.__all__:
+        assert getattr(plots, name) is not None, name
+    assert set(used.split()) <= set(dir(plots))
+    with pytest.raises(AttributeError):
+        plots.no_such_name  # noqa: B018
+
+
 def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
     """``execute`` adds ``resume=`` for a run that left a checkpoint (also a Ctrl-C'd one, whose
     summary says so), starts afresh (old log kept aside) for one that left only metrics, and
