@@ -57,9 +57,11 @@ _EXPORTS = {
     ),
     "figures": (
         "CURVES",
+        "ENTROPY_CURVES",
         "EVAL_CURVES",
         "X_AXES",
         "draw_band",
+        "draw_entropy",
         "finish",
         "plot_eval",
         "plot_iqm",

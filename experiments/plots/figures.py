@@ -1,5 +1,5 @@
 """The paper's figures (matplotlib, ``Agg``): per-method IQM curves with bootstrap bands,
-learner vs actor evaluations, per-seed curves, the speed table.
+learner vs actor evaluations with the policies' entropy, per-seed curves, the speed table.
 
 Each ``plot_*`` / ``speed_table`` draws what ``experiments.plots.stats`` computes and writes one
 PNG; ``experiments.plots.report.make_all`` names the files.
@@ -22,9 +22,15 @@ CURVES = (
 X_AXES = (("env_steps", "steps", "env steps"), ("wall_time", "wallclock", "wall-clock (s)"))
 #: The learner-vs-actor figure's curves: (label, x column, y column, line style).
 EVAL_CURVES = (
-    ("learner policy (eval)", EVAL_X, "learner_eval/success", {}),
-    ("actor (eval)", EVAL_X, "actor_eval/success", {}),
+    ("learner policy (eval)", EVAL_X, "learner_eval/success", {}),  # C0
+    ("actor (eval)", EVAL_X, "actor_eval/success", {}),  # C1
     ("training success", "env_steps", "success_rate", {"ls": "--", "color": "grey"}),
+)
+#: Its lower panel, where the runs logged them (issue 41): each policy's entropy in nats, the
+#: learner's on its batch and the actor's on its acting steps.
+ENTROPY_CURVES = (
+    ("learner policy", "env_steps", "entropy/learner", {"color": "C0"}),
+    ("actor", "env_steps", "entropy/actor", {"color": "C1"}),
 )
 
 
@@ -72,18 +78,46 @@ def plot_iqm(
 
 def plot_eval(group: str, seeds: dict[int, dict[str, np.ndarray]], path: str) -> dict | None:
     """Learner-policy and actor evaluation success against ``eval/env_steps`` (IQM over seeds,
-    band) and the training success for reference; returns the bands drawn, None (nothing
-    drawn) if no seed logged evaluations."""
+    band) and the training success for reference; below, on the same env-step axis, where the
+    runs logged ``entropy/learner`` / ``entropy/actor``, each policy's entropy
+    (``draw_entropy``). Runs without those columns (older runs) get the upper panel alone.
+    Returns the bands drawn, by column, None (nothing drawn) if no seed logged evaluations."""
     cols = list(seeds.values())
     bands = {y: iqm_band(cols, x, y) for _, x, y, _ in EVAL_CURVES}
     if bands["learner_eval/success"] is None or bands["actor_eval/success"] is None:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    entropy = {y: b for _, x, y, _ in ENTROPY_CURVES if (b := iqm_band(cols, x, y)) is not None}
+    if entropy:
+        fig, (ax, low) = plt.subplots(
+            2, 1, sharex=True, figsize=(6, 6.5), gridspec_kw={"height_ratios": (3, 2)}
+        )
+    else:
+        fig, ax = plt.subplots(figsize=(6, 4))
     for name, _, y, line in EVAL_CURVES:
         if bands[y] is not None:
             draw_band(ax, bands[y], name, **line)
-    finish(fig, ax, path, "env steps", "success rate", f"{group}: learner vs actor")
-    return bands
+    title = f"{group}: learner vs actor"
+    if not entropy:
+        finish(fig, ax, path, "env steps", "success rate", title)
+        return bands
+    style_axes(ax, "", "success rate", title)
+    draw_entropy(low, cols, entropy)
+    style_axes(low, "env steps", "policy entropy (nats)", "")
+    save(fig, path)
+    return bands | entropy
+
+
+def draw_entropy(ax, cols: list[dict[str, np.ndarray]], bands: dict[str, Band]) -> None:
+    """Every seed's entropy as a thin line, and the IQM over seeds with its band on top (one
+    collapsed seed among many shows as a thin line the IQM does not follow)."""
+    for name, x, y, line in ENTROPY_CURVES:
+        if y not in bands:
+            continue
+        for c in cols:
+            if x in c and y in c:
+                ok = np.isfinite(c[x]) & np.isfinite(c[y])
+                ax.plot(c[x][ok], c[y][ok], lw=0.6, alpha=0.35, **line)
+        draw_band(ax, bands[y], name, **line)
 
 
 def plot_per_seed(runs, path: str, title: str) -> str:

@@ -7,7 +7,7 @@
   interquartile mean (IQM) over seeds with a 95% bootstrap band (``iqm_band``);
 * ``eval_<method>.png`` for methods whose runs logged policy evaluations: learner-policy and
   actor success against env steps (the gap is the distillation lag), training success for
-  reference (``plot_eval``);
+  reference, and below, where the runs logged them, the two policies' entropy (``plot_eval``);
 * ``success_per_seed.png`` (Figs. 6 centre, 9): every seed's curve;
 * ``speed_table.png`` (Fig. 1 right): actor SPS per thread, learner SPS, learner idle %, DpRL;
 * ``results.md``, ``results.csv`` and ``stats.json``: env steps and wall-clock to 90% success
