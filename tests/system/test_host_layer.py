@@ -22,7 +22,7 @@ from tests.system.tiny import TINY, as_args
 
 NUM_ACTIONS = 4  # imaze
 UPDATE_PREFIXES = ("loss/", "vmpo/", "distill/", "popart/", "nonfinite/", "entropy/", "max_prob/")
-UPDATE_COLUMNS = {"grad_norm", "returns_mean", "advantage_mean", "skipped_update", "policy_lag"}
+UPDATE_COLUMNS = {"grad_norm", "returns_mean", "advantage_mean", "skipped_update"}
 
 
 def _rows(run_dir) -> tuple[list[str], list[dict]]:
