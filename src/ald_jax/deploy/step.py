@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -80,15 +81,16 @@ def to_onnx_model(
     step: Callable, obs_shape, obs_dtype: str, leaves, input_names, output_names, name: str
 ):
     """``step`` as an ONNX ``ModelProto`` (jax2onnx, opset ``ONNX_OPSET``, batch symbolic)."""
-    from jax2onnx import to_onnx
-
     specs = input_specs(obs_shape, obs_dtype, leaves, "B")
-    # jax2onnx logs a warning per untyped constant and prints its plugins' debug lines
-    quiet = contextlib.redirect_stdout(io.StringIO())
+    # jax2onnx logs a warning per untyped constant, prints its plugins' debug lines and uses
+    # JAX names deprecated since (DeprecationWarning): none of it concerns the user
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        with quiet:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from jax2onnx import to_onnx
+
             return to_onnx(
                 step,
                 specs,
