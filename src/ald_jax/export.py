@@ -18,7 +18,9 @@ EXPORT_PACKAGES = ("jax2onnx", "onnx", "onnxruntime")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ald_jax.export", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ald_jax.export", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("run_dir", help="a run directory (with checkpoints/)")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     parser.add_argument("--out", default=None, help="export directory (default: RUN_DIR/export)")

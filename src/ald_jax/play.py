@@ -18,10 +18,14 @@ PLAY_PACKAGES = ("onnxruntime",)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ald_jax.play", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ald_jax.play", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("export_dir", help="a directory written by python -m ald_jax.export")
     parser.add_argument("--episodes", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0, help="episode seeds (see ald_jax.deploy.playing)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="episode seeds (see ald_jax.deploy.playing)"
+    )
     parser.add_argument("--sample", action="store_true", help="sample the policy (default: greedy)")
     parser.add_argument("--gif", default=None, help="write the first episode as a GIF here")
     parser.add_argument("--json", default=None, help="also write the figures as JSON here")
@@ -38,13 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         render = args.gif is not None and _can_render(env)
         result = play(env, env_params, actor, args.episodes, args.seed, args.sample, render)
         figures = result.summary()
-        mode = "sampled" if args.sample else "greedy"
-        print(
-            f"ald-jax play: {actor.spec.env}, {figures['episodes']} episodes ({mode}, ONNX Runtime, "
-            f"1 thread): success {figures['success']:.3f} ± {figures['success_se']:.3f} (SE), "
-            f"return {figures['return']:.3f}, length {figures['length']:.1f}; acting step "
-            f"median {figures['step_us_median']:.1f} µs, p99 {figures['step_us_p99']:.1f} µs"
-        )
+        print(report_line(actor.spec.env, figures, "sampled" if args.sample else "greedy"))
         if args.gif is not None:
             _write_gif(args.gif, result.frames, render)
         if args.json:
@@ -53,6 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_command(PLAY_PACKAGES, "python -m ald_jax.play", body)
+
+
+def report_line(env: str, f: dict, mode: str) -> str:
+    """The one line play prints (``f``: ``PlayResult.summary()``)."""
+    return (
+        f"ald-jax play: {env}, {f['episodes']} episodes ({mode}, ONNX Runtime, 1 thread): "
+        f"success {f['success']:.3f} ± {f['success_se']:.3f} (SE), return {f['return']:.3f}, "
+        f"length {f['length']:.1f}; acting step median {f['step_us_median']:.1f} µs, "
+        f"p99 {f['step_us_p99']:.1f} µs"
+    )
 
 
 def _can_render(env) -> bool:

@@ -76,7 +76,9 @@ def test_export_refuses_a_step_that_does_not_exist(tmp_path, capsys):
 
 def test_export_and_play_refuse_up_front_without_the_extra(monkeypatch, capsys, tmp_path):
     real = deps.is_installed
-    monkeypatch.setattr(deps, "is_installed", lambda d: d not in ("jax2onnx", "onnxruntime") and real(d))
+    monkeypatch.setattr(
+        deps, "is_installed", lambda d: d not in ("jax2onnx", "onnxruntime") and real(d)
+    )
     assert export.main([str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "jax2onnx" in err and "pip install" in err and "jax2onnx>=" in err
@@ -120,14 +122,18 @@ def test_the_wrapper_names_the_expected_observation(export_dir):
         actor.step(np.zeros((1, *OBS), np.float32), [True], state)
     with pytest.raises(DeployError, match=r"state leaf 'c'"):
         actor.step(np.zeros((1, *OBS), np.uint8), [True], actor.initial_state(2))
-    logits, action, state = actor.step(np.zeros((3, *OBS), np.uint8), [True] * 3, actor.initial_state(3))
+    logits, action, state = actor.step(
+        np.zeros((3, *OBS), np.uint8), [True] * 3, actor.initial_state(3)
+    )
     assert logits.shape == (3, 4) and action.dtype == np.int32 and state[0].shape == (3, 8)
 
 
 def test_play_runs_the_export_and_reports(export_dir, tmp_path, capsys):
     out = tmp_path / "play.json"
     gif = tmp_path / "episode.gif"
-    code = play.main([str(export_dir), "--episodes", "3", "--sample", "--gif", str(gif), "--json", str(out)])
+    code = play.main(
+        [str(export_dir), "--episodes", "3", "--sample", "--gif", str(gif), "--json", str(out)]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "imaze5, 3 episodes (sampled, ONNX Runtime" in text and "µs" in text

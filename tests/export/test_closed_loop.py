@@ -37,7 +37,9 @@ def _run(*args: str, timeout: float) -> str:
 @pytest.mark.slow
 def test_the_exported_debug_actor_plays_as_well_as_the_training_actor(tmp_path):
     run_dir, export_dir = str(tmp_path / "run"), str(tmp_path / "export")
-    _run("ald_jax.run", "--exp", "debug", "--no-progress", f"run_dir={run_dir}", *TRAIN, timeout=900)
+    _run(
+        "ald_jax.run", "--exp", "debug", "--no-progress", f"run_dir={run_dir}", *TRAIN, timeout=900
+    )
     out = _run("ald_jax.export", run_dir, "--out", export_dir, timeout=300)
     assert "exported the lstm actor of ald on imaze5" in out
     actor = load_actor(export_dir)

@@ -55,10 +55,13 @@ def test_exported_logits_equal_the_training_actors(case, tmp_path):
     assert biggest > 2.0, "logits too small to test a 1e-5 tolerance"
     export_network(network, params, obs_shape, str(traj.obs.dtype), str(tmp_path))
     want_actions = np.argmax(traj.behaviour_logits, axis=-1)
-    for runtime, actor in (("onnx", load_actor(str(tmp_path))), ("jax", load_jax_actor(str(tmp_path)))):
+    for runtime, actor in (
+        ("onnx", load_actor(str(tmp_path))),
+        ("jax", load_jax_actor(str(tmp_path))),
+    ):
         logits, actions = _replay(actor, traj)
         diff = float(np.abs(logits - traj.behaviour_logits).max())
         steps = logits.shape[0] * logits.shape[1]
-        print(f"{case} {runtime}: max |logit diff| {diff:.3g} (max |logit| {biggest:.2f}), {steps} steps")
+        print(f"{case} {runtime}: max |logit diff| {diff:.3g}, max |logit| {biggest:.2f}, {steps}")
         assert diff <= TOL, (runtime, diff)
         np.testing.assert_array_equal(actions, want_actions, err_msg=runtime)

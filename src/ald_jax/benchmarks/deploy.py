@@ -95,8 +95,8 @@ def measure_model(name: str, out_dir: str, calls: int) -> dict[str, float]:
     keep_obs = lambda old, out: [*old[:2], *out[2:]]  # noqa: E731  (state fed back)
 
     ort = OnnxActor(out_dir, threads=1)
-    names = ort.output_names
-    run_ort = lambda xs: ort.session.run(names, dict(zip(ort.input_names, xs)))  # noqa: E731
+    feeds = lambda xs: dict(zip(ort.input_names, xs, strict=True))  # noqa: E731
+    run_ort = lambda xs: ort.session.run(ort.output_names, feeds(xs))  # noqa: E731
     ort_ns = _timed(run_ort, inputs, keep_obs, calls)
     jax_call = JaxExportActor(out_dir).call
     run_jax = lambda xs: jax.block_until_ready(jax_call(*xs))  # noqa: E731

@@ -116,16 +116,17 @@ def export_run(run_dir: str, step: int | None = None, out_dir: str | None = None
 def readme_text(spec: ActorSpec) -> str:
     """The export directory's README: what is in it and how to run one step."""
     state = "\n".join(
-        f"| `state_{leaf.name}` / `next_state_{leaf.name}` | `[B, {', '.join(map(str, leaf.shape))}]`"
-        f" {leaf.dtype}, zeros at the start of an episode |"
+        f"| `state_{leaf.name}` / `next_state_{leaf.name}` | "
+        f"`[B, {', '.join(map(str, leaf.shape))}]` {leaf.dtype}, zeros at an episode's start |"
         for leaf in spec.state
     )
     obs = ", ".join(map(str, spec.obs_shape))
     success = "n/a" if spec.train_success is None else f"{spec.train_success:.3f}"
-    return f"""# Exported ald-jax actor ({spec.network}, {spec.method or 'no run'} on {spec.env or '-'})
+    title = f"{spec.network}, {spec.method or 'no run'} on {spec.env or '-'}"
+    return f"""# Exported ald-jax actor ({title})
 
 Checkpoint step {spec.checkpoint_step}, {spec.env_steps} env steps, training success {success}
-over its last {spec.train_episodes} episodes; ald-jax {spec.version} ({spec.commit or 'no commit'}).
+over its last {spec.train_episodes} episodes; ald-jax {spec.version} ({spec.commit or "no commit"}).
 
 * `actor.onnx`: ONNX opset {spec.onnx_opset}, batch dimension `B` symbolic.
 * `actor.jaxexport`: `jax.export` serialisation (StableHLO, CPU), batch `B` symbolic.
@@ -148,9 +149,10 @@ actor = load_actor("EXPORT_DIR")          # checks actor.json and the files' SHA
 state = actor.initial_state(batch=1)
 first = True
 while True:
-    logits, action, state = actor.step(obs[None], [first], state)   # obs: [{obs}] {spec.obs_dtype}
+    # obs: [{obs}] {spec.obs_dtype}; first=True on an episode's first step
+    logits, action, state = actor.step(obs[None], [first], state)
     first = False
-    ...                                   # send action[0] to the environment; first=True on a new episode
+    ...                                   # send action[0] to the environment
 ```
 
 Without ald-jax: `onnxruntime.InferenceSession("actor.onnx").run(None, {{"obs": ..., "first": ...,

@@ -69,10 +69,13 @@ class TrainingActor:
     def __init__(self, network: Any, params: Any):
         core = make_actor_core(network)
         self.network = network
-        self.names = [n for n, v in zip(*_fields(network.initial_state(1))) if v is not None]
+        self.names = [
+            name for name, value in network.initial_state(1)._asdict().items() if value is not None
+        ]
 
         def step(obs, first, leaves):
-            state = network.initial_state(obs.shape[0])._replace(**dict(zip(self.names, leaves)))
+            named = dict(zip(self.names, leaves, strict=True))
+            state = network.initial_state(obs.shape[0])._replace(**named)
             noise = jax.numpy.zeros((obs.shape[0], network.num_actions))
             action, logits, state = core.select_action(params, obs, first, state, noise)
             return logits, action, tuple(getattr(state, n) for n in self.names)
@@ -86,10 +89,6 @@ class TrainingActor:
     def step(self, obs, first, state):
         logits, action, state = self._step(np.asarray(obs), np.asarray(first, bool), tuple(state))
         return np.asarray(logits), np.asarray(action), tuple(np.asarray(x) for x in state)
-
-
-def _fields(state) -> tuple:
-    return state._fields, tuple(state)
 
 
 def play(

@@ -37,7 +37,9 @@ class _Actor:
         batch = obs.shape[0]
         first = np.asarray(first, bool).reshape(-1)
         if first.shape != (batch,):
-            raise DeployError(f"first of shape {list(first.shape)}: expected [{batch}] (one per obs)")
+            raise DeployError(
+                f"first of shape {list(first.shape)}: expected [{batch}] (one per obs)"
+            )
         if len(state) != len(self.spec.state):
             names = [leaf.name for leaf in self.spec.state]
             raise DeployError(f"state has {len(state)} leaves, expected {len(names)}: {names}")

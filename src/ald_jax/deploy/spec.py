@@ -99,9 +99,7 @@ class ActorSpec:
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["state"] = [
-            {**dataclasses.asdict(leaf), "initial_value": 0} for leaf in self.state
-        ]
+        out["state"] = [{**dataclasses.asdict(leaf), "initial_value": 0} for leaf in self.state]
         out["inputs"], out["outputs"] = self.input_names, self.output_names
         return out
 
@@ -141,8 +139,9 @@ def read_spec(export_dir: str, files: tuple[str, ...] = MODEL_FILES) -> ActorSpe
     if not os.path.isdir(export_dir):
         raise DeployError(f"{export_dir!r} is not a directory (an export from ald_jax.export)")
     spec_path = os.path.join(export_dir, SPEC_FILE)
-    absent = [name for name in (SPEC_FILE, *files) if not os.path.isfile(
-        os.path.join(export_dir, name))]
+    absent = [
+        name for name in (SPEC_FILE, *files) if not os.path.isfile(os.path.join(export_dir, name))
+    ]
     if absent:
         raise DeployError(
             f"{export_dir!r} lacks {', '.join(absent)}: not a complete export; run "

@@ -45,7 +45,9 @@ def make_step(network: Any, params: Any) -> Callable:
     *next state leaves)``: the actor core's ``select_action`` with zero noise, params baked in."""
     core = make_actor_core(network)
     template = network.initial_state(1)
-    names = [name for name, value in zip(template._fields, template, strict=True) if value is not None]
+    names = [
+        name for name, value in zip(template._fields, template, strict=True) if value is not None
+    ]
 
     def step(obs: jax.Array, first: jax.Array, *leaves: jax.Array):
         state = template._replace(**dict(zip(names, leaves, strict=True)))
