@@ -23,3 +23,12 @@ def test_measure_model_gives_median_p99_and_sizes(tmp_path, monkeypatch):
 def test_the_worker_runs_on_one_thread():
     env = deploy.one_thread_env()
     assert env["NPROC"] == "1" and "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+
+
+def test_the_section_is_skipped_with_the_pip_line_without_the_extra(monkeypatch, capsys):
+    from ald_jax import deps
+
+    monkeypatch.setattr(deps, "is_installed", lambda dist: dist != "onnxruntime")
+    results: dict = {}
+    deploy.run(results, calls=1)
+    assert results == {} and "pip install" in capsys.readouterr().out

@@ -50,6 +50,12 @@ def one_thread_env() -> dict[str, str]:
 def run(results: dict, repeats: int = 5, calls: int = CALLS) -> None:
     """Adds the ``deploy_*`` figures (measured in a one-thread worker process)."""
     del repeats  # one long series of single calls per model and runtime
+    from ald_jax.deploy.cli import missing_extra
+
+    message = missing_extra(("jax2onnx", "onnx", "onnxruntime"), "make bench (section deploy)")
+    if message:
+        print(f"[bench] deploy skipped: {message}", flush=True)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "deploy.json")
         cmd = [sys.executable, "-m", "ald_jax.benchmarks.deploy", "--worker", "--calls", str(calls)]
