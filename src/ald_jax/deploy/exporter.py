@@ -34,15 +34,25 @@ NO_RUN = {
 
 
 def project_commit() -> str | None:
-    """The git commit of this source tree (None outside a git checkout)."""
+    """The git commit of this source tree, ``+changes`` when tracked files differ from it (None
+    outside a git checkout)."""
     here = os.path.dirname(os.path.abspath(__file__))
+    git = ["git", "-C", here]
     try:
-        out = subprocess.run(
-            ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        head = subprocess.run(
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        changes = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if head.returncode != 0 or not head.stdout.strip():
+        return None
+    return head.stdout.strip() + ("+changes" if changes.stdout.strip() else "")
 
 
 def export_network(
@@ -156,7 +166,7 @@ while True:
 ```
 
 Without ald-jax: `onnxruntime.InferenceSession("actor.onnx").run(None, {{"obs": ..., "first": ...,
-"state_...": ...}})`, or `jax.export.deserialize(open("actor.jaxexport", "rb").read()).call(obs,
-first, *state)`. Closed loop in the training environment:
+"state_...": ...}})`, or `jax.export.deserialize(bytearray(open("actor.jaxexport", "rb").read()))
+.call(obs, first, *state)`. Closed loop in the training environment:
 `python -m ald_jax.play EXPORT_DIR --episodes 200`.
 """
