@@ -140,3 +140,19 @@ def test_play_runs_the_export_and_reports(export_dir, tmp_path, capsys):
     figures = json.loads(out.read_text())
     assert figures["episodes"] == 3 and 0 <= figures["success"] <= 1
     assert gif.stat().st_size > 0
+
+
+def test_the_wrapper_acts_without_jax(export_dir):
+    code = (
+        "import sys, numpy as np\n"
+        "from ald_jax.deploy import load_actor\n"
+        f"actor = load_actor({str(export_dir)!r})\n"
+        "logits, action, state = actor.step(np.zeros((1, 5, 3, 3), np.uint8), [True],"
+        " actor.initial_state(1))\n"
+        "assert 'jax' not in sys.modules, 'the ONNX Runtime wrapper imported JAX'\n"
+        "print(action.shape)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "(1,)", proc.stderr
