@@ -80,6 +80,7 @@ gpu-check: $(call ready,gpu-check)
 lint: $(call ready,lint)
 	$(PY) -m ruff check src envs_jax experiments tests
 	$(PY) -m ruff format --check src envs_jax experiments tests
+	PYTHONPATH=$(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PY) -c "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"
 
 format: $(call ready,format)
 	$(PY) -m ruff format src envs_jax experiments tests

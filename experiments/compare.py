@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ald_jax.config import METHODS, ConfigError, field_names
+from ald_jax.rundir import seed_run_dir
 
 
 def run_name(method: str, seed: int, sweep: tuple[str, str] | None) -> str:
@@ -56,7 +57,7 @@ def plan_fused(
     exp: str, methods, seeds: int, sweep, out: str, first_seed: int = 0
 ) -> list[tuple[list, list[str]]]:
     """``--fused``: one program per method (and swept value) for all seeds: (the seeds' run
-    dirs, overrides); ``run_dir`` carries ``{seed}`` (ald_jax.runtime.fused_driver.seed_run_dir)."""
+    dirs, overrides); ``run_dir`` carries ``{seed}`` (ald_jax.rundir.seed_run_dir)."""
     key, values = sweep if sweep else (None, [None])
     runs = []
     for method in methods:
@@ -68,9 +69,7 @@ def plan_fused(
             if key:
                 overrides.append(f"{key}={value}")
             overrides.append(f"run_dir={pattern}")
-            dirs = [
-                pattern.replace("{seed}", str(s)) for s in range(first_seed, first_seed + seeds)
-            ]
+            dirs = [seed_run_dir(pattern, s, seeds) for s in range(first_seed, first_seed + seeds)]
             runs.append((dirs, overrides))
     return runs
 

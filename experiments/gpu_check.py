@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     elapsed = lambda: time.perf_counter() - t0  # noqa: E731
 
-    from ald_jax.run import configure_cpu_threads, configure_gpu_memory, configure_jax, load_config
+    from ald_jax.process import configure_cpu_threads, configure_gpu_memory, configure_jax
+    from ald_jax.rundir import load_config
 
     configure_gpu_memory()  # before JAX starts its backends
     base = profile_overrides(args.profile)
@@ -270,7 +271,7 @@ def _learners_alone(exp: str, base: list[str], cfg, errors: list[str]) -> dict:
 
     from ald_jax.benchmarks.learners import config_learner_sps
     from ald_jax.builder import roles_of
-    from ald_jax.run import load_config
+    from ald_jax.rundir import load_config
 
     out: dict = {}
     try:

@@ -263,6 +263,67 @@ def test_eval_plot_and_distillation_lag_from_runs_with_eval_columns(tmp_path):
             assert np.all((arr >= 0.0) & (arr <= 1.0))
 
 
+def png_size(path) -> tuple[int, int]:
+    """(width, height) in pixels, from the PNG's IHDR chunk."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_eval_plot_draws_the_policies_entropy_below_where_runs_logged_it(tmp_path):
+    """``entropy/learner`` / ``entropy/actor`` (empty before the first update, as in the runs)
+    add a lower panel: IQM over 2 seeds (n < 4: their mean) from (1.3 + 1.1) / 2 = 1.2 at 100 env
+    steps to (0.7 + 0.5) / 2 = 0.6 at 300 for the learner, 1.35 to 0.95 for the actor, and the
+    figure grows from 6 x 4 to 6 x 6.5 inches (at 120 dpi). An older run without the columns, or
+    with them never filled, gets the one-panel figure it always had."""
+    f = "env_steps wall_time success_rate eval/env_steps learner_eval/success actor_eval/success"
+    f_new = f + " entropy/learner entropy/actor max_prob/learner max_prob/actor"
+    for seed, (h_l, h_a) in enumerate(
+        (((1.3, 1.0, 0.7), (1.4, 1.2, 1.0)), ((1.1, 0.8, 0.5), (1.3, 1.1, 0.9)))
+    ):
+        rows = [(50, 1, 0.0, "", "", "", "", "", "", "")]
+        rows += [
+            (x, i + 2, 0.3 * i, x, 0.4 * i, 0.3 * i, h_l[i], h_a[i], 0.3 + 0.1 * i, 0.3)
+            for i, x in enumerate((100, 200, 300))
+        ]
+        write_run(tmp_path, f"ald-s{seed}", rows_of(f_new, *rows))
+    old = [(x, i + 1, 0.3 * i, x, 0.4 * i, 0.3 * i) for i, x in enumerate((100, 200, 300))]
+    write_run(tmp_path, "old-s0", rows_of(f, *old))
+    write_run(tmp_path, "unfilled-s0", rows_of(f_new, *[r + ("",) * 4 for r in old]))
+    outputs = make_all(str(tmp_path))
+    for group in ("ald", "old", "unfilled"):
+        assert str(tmp_path / f"eval_{group}.png") in outputs
+    assert png_size(tmp_path / "eval_ald.png") == (720, 780)
+    assert png_size(tmp_path / "eval_old.png") == png_size(tmp_path / "eval_unfilled.png")
+    assert png_size(tmp_path / "eval_old.png") == (720, 480)
+    from experiments.plots import plot_eval
+
+    runs = load_runs(str(tmp_path))
+    bands = plot_eval("ald", runs["ald"], str(tmp_path / "e.png"))
+    for y, ends in (("entropy/learner", (1.2, 0.6)), ("entropy/actor", (1.35, 0.95))):
+        assert bands[y].n == 2
+        np.testing.assert_array_equal(bands[y].grid[[0, -1]], [100, 300])
+        np.testing.assert_allclose(bands[y].iqm[[0, -1]], ends)
+    for who in ("old", "unfilled"):
+        bands = plot_eval(who, runs[who], str(tmp_path / "e.png"))
+        assert not any(y.startswith("entropy/") for y in bands)
+
+
+def test_every_name_other_code_imports_from_experiments_plots_is_there():
+    """The package re-exports what ``experiments.plots`` had as one module (compare.py,
+    experiments/gpu_paper, the tests import from it); ``dir`` lists them."""
+    import experiments.plots as plots
+
+    used = """load_runs make_all plot_iqm series speed_cells summary_rows RETURN compute_stats
+    plot_eval TARGETS Reach bootstrap_ci estimate iqm iqm_band on_grid ratio_of_medians fmt
+    md_table fmt_estimate X_AXES Target seed_time first_reaching EVAL_X time_to_level MISSING"""
+    for name in used.split() + plots.__all__:
+        assert getattr(plots, name) is not None, name
+    assert set(used.split()) <= set(dir(plots))
+    with pytest.raises(AttributeError):
+        plots.no_such_name  # noqa: B018
+
+
 def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
     """``execute`` adds ``resume=`` for a run that left a checkpoint (also a Ctrl-C'd one, whose
     summary says so), starts afresh (old log kept aside) for one that left only metrics, and

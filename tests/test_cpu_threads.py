@@ -8,14 +8,16 @@ import sys
 import pytest
 
 from ald_jax import config
-from ald_jax.run import load_config, prepare
+from ald_jax.rundir import load_config
+from ald_jax.training import prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Counts the threads of XLA:CPU's intra-op pool (named by XLA) once JAX has started its backend.
 POOL = """
 import os, sys
-from ald_jax.run import configure_cpu_threads, load_config
+from ald_jax.process import configure_cpu_threads
+from ald_jax.rundir import load_config
 print(configure_cpu_threads(load_config("debug", sys.argv[1:])))
 import jax
 jax.devices()

@@ -3,6 +3,10 @@
 hand-derived small cases, and the ranges the plotted bands must stay in."""
 
 import math
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +21,8 @@ from experiments.plots import (
     on_grid,
     ratio_of_medians,
 )
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def slow_percentile(stats: np.ndarray, q: float) -> np.ndarray:
@@ -155,3 +161,38 @@ def test_on_grid_dedupes_repeated_evaluation_rows():
     grid, curves = on_grid([a, b, {"other": np.ones(2)}], "eval/env_steps", "y", points=None)
     np.testing.assert_array_equal(grid, [10, 20, 30, 40])
     np.testing.assert_allclose(curves, [[0.2, 0.4, 0.6, 0.6], [0.4, 0.4, 0.7, 1.0]])
+
+
+def test_the_statistics_need_no_matplotlib():
+    """``experiments.plots.stats`` (and a statistic taken from ``experiments.plots``) imports and
+    computes with matplotlib unimportable; the figures module, which needs it, does not. A fresh
+    interpreter, so nothing is imported already. IQM of 1..7, 100: the mean of 3, 4, 5, 6 = 4.5;
+    median of 100, 200, 300 with the last not reached: 200, exact (at +inf it is still 200)."""
+    code = """
+import sys
+sys.modules["matplotlib"] = None  # import matplotlib -> ImportError
+import numpy as np
+import experiments.plots.stats as stats
+from experiments.plots import iqm
+print(iqm(np.array([1, 2, 3, 4, 100, 5, 6, 7.0])))
+e = stats.estimate(stats.Reach(np.array([100, 200, 300.0]), np.array([1, 1, 0], bool)), np.median)
+print(e["value"], e["bound"])
+print(sorted(m for m in sys.modules if m.startswith(("matplotlib", "experiments.plots."))))
+try:
+    import experiments.plots.figures
+except ImportError:
+    print("figures need matplotlib")
+"""
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "4.5",
+        "200.0 exact",
+        "['experiments.plots.runs', 'experiments.plots.stats', 'matplotlib']",
+        "figures need matplotlib",
+    ]

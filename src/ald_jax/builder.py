@@ -1,4 +1,5 @@
-"""The builder: the only code that reads a ``Config``.
+"""The builder: where a ``Config`` is unpacked for the runtime (``builder_fused`` does it for
+the fused program; the host layer, ``training``, reads the rest: budgets, logging, run dirs).
 
 It turns a validated config into the environment, the actor and learner networks, the
 optimisers and the update functions for one of the four methods (the paper's §4-5):
@@ -94,7 +95,8 @@ class Components(NamedTuple):
     # policy evaluation (None when eval_interval=0): (params, key, index) -> EpisodeStats [N]
     evaluate_learner: Callable | None = None  # the learner's (target) params, learner device
     evaluate_actor: Callable | None = None  # actor params, actor device
-    kl_newest: Callable | None = None  # (actor params, replay batch) -> KL(pi_A || pi_L); ald
+    # (actor params, replay batch) -> KL(pi_A || pi_L) on every step, a diagnostic (ald)
+    kl_newest: Callable | None = None
 
 
 def make_networks(cfg: Config, num_actions: int, obs_shape: tuple[int, ...]) -> tuple[Any, Any]:
@@ -171,7 +173,10 @@ def build(cfg: Config, roles: DeviceRoles | None = None) -> Components:
         group_calls=group_calls,
         init_states=None,
     )
-    comps = comps._replace(init_states=jit_init(make_init_states(cfg, comps)))
+    init_states = make_init_states(
+        cfg, learner_net, actor_net, obs_example, learner_opt, distill_opt
+    )
+    comps = comps._replace(init_states=jit_init(init_states))
     if cfg.eval_interval:
         comps = comps._replace(**_evaluation(cfg, comps))
     return comps
@@ -194,6 +199,14 @@ def build_acting(cfg: Config, device: jax.Device) -> tuple[Callable, Callable]:
     env, env_params, obs_example = make_environment(cfg)
     actor_net, _ = make_networks(cfg, env.num_actions, tuple(obs_example.shape))
     return _acting(cfg, env, env_params, actor_net, device)
+
+
+def acting_of_config(config: dict, device: jax.Device) -> tuple[Callable, Callable]:
+    """``build_acting`` from a config as a dict (what a Ray actor process is sent):
+    ``(rollout, init_carry(key, actor index))`` with the config's ``envs_per_actor``."""
+    cfg = Config(**config)
+    rollout, init_carry = build_acting(cfg, device)
+    return rollout, lambda key, index: init_carry(key, cfg.envs_per_actor, index)
 
 
 def _acting(cfg: Config, env, env_params, actor_net, device: jax.Device):
@@ -245,8 +258,10 @@ def _evaluation(cfg: Config, comps: Components) -> dict:
 
 
 def make_kl_newest(actor_net: RecurrentNetwork) -> Callable:
-    """``kl(actor_params, batch)``: the distillation's policy term ``KL(pi_A || pi_L)`` on one
-    replay batch (the actor unrolled from the batch's stored states)."""
+    """``kl(actor_params, batch)``: ``KL(pi_A || pi_L)`` on one replay batch, every valid step
+    (the actor unrolled from the batch's stored states). A diagnostic of how far the actor is
+    from its teacher, not the trained objective: it ignores ``distill_kl`` (always this
+    direction) and ``distill_burn_in`` (no step is left out)."""
 
     def kl(params, batch):
         out, _ = actor_net.unroll(params, batch.obs[:-1], batch.first[:-1], batch.actor_state)
@@ -302,22 +317,22 @@ def _updates(cfg: Config, actor_net, learner_net, roles: DeviceRoles):
     )
 
 
-def make_init_states(cfg: Config, comps: Components) -> Callable:
-    """``init_states(key) -> (learner state, distill state or None)`` for a run."""
+def make_init_states(
+    cfg: Config, learner_net, actor_net, obs_example, learner_opt, distill_opt
+) -> Callable:
+    """``init_states(key) -> (learner state, distill state or None)`` for a run (every mode:
+    ``System`` and the fused program draw their initial states from it)."""
 
     def init_states(key: jax.Array):
         k_learner, k_actor = jax.random.split(key)
-        learner_params = comps.learner_net.init(k_learner, comps.obs_example)
+        learner_params = learner_net.init(k_learner, obs_example)
         learner_state = init_learner_state(
-            learner_params,
-            comps.learner_optimizer,
-            eta_init=cfg.eta_init,
-            alpha_init=cfg.alpha_init,
+            learner_params, learner_opt, eta_init=cfg.eta_init, alpha_init=cfg.alpha_init
         )
         distill_state = None
-        if comps.distills:
-            actor_params = comps.actor_net.init(k_actor, comps.obs_example)
-            distill_state = init_distill_state(actor_params, comps.distill_optimizer)
+        if distill_opt is not None:
+            actor_params = actor_net.init(k_actor, obs_example)
+            distill_state = init_distill_state(actor_params, distill_opt)
         return learner_state, distill_state
 
     return init_states

@@ -47,7 +47,7 @@ class Config:
     env_obs_key: str = ""
     method: str = "ald"
     seed: int = 0
-    # mode=fused: train seeds seed .. seed+seeds-1 in one compiled program (vmapped), each
+    # mode=fused: train seeds seed .. seed+seeds-1 in one compiled program (seed_axis), each
     # written to its own run directory (run_dir with {seed}, or <run_dir>/s<seed>)
     seeds: int = 1
     # how the fused program steps its seeds: "vmap" (one batched program: an accelerator's way),
@@ -91,7 +91,8 @@ class Config:
     popart_decay: float = 3e-4
     value_coef: float = 1.0
     vtrace: str = "auto"  # auto = on for ald, off for the baselines
-    # weight of KL(pi_A || pi_L) on the learner (ald only; 0.1 until issue 27's screens)
+    # weight of the learner regulariser KL(pi_A || pi_L) (ald only; 0 = off, the default since
+    # issue 27's screens, 0.1 before; its direction: learner_reg_kl)
     learner_reg: float = 0.0
     # --- off-policy switches of the learner (ald; issue 27, docs/design.md "Losses") --------
     learner_reg_kl: str = "actor_learner"  # the regulariser's KL direction (KL_DIRECTIONS)
@@ -132,7 +133,7 @@ class Config:
     # (docs/design.md, "Threads and queues"); profile=gpu leaves two cores to the learner threads
     cpu_threads: int = 0
     chunks_per_call: int = 8  # T_U chunks per actor call; actor params refresh between calls
-    queue_capacity: int = 4  # batches waiting for the learner runner
+    queue_capacity: int = 4  # learner batches waiting between the learner runner and the learner
     log_interval: float = 5.0  # seconds between metric rows
     eval_gif: bool = True
     # policy evaluation every eval_interval learner updates (0 = off): the learner's target
@@ -157,7 +158,12 @@ class Config:
     checkpoint_seconds: float = 600.0  # save at least this often (0 = only by updates/at the end)
     checkpoint_updates: int = 0  # also save every N learner updates (0 = off)
     checkpoint_keep: int = 3
-    resume: str = ""  # a run directory to continue
+    # a run directory to continue, or "auto": continue run_dir if it holds a checkpoint, else
+    # start there (the same command for a job's first submission and every requeue)
+    resume: str = ""
+    # signals that stop a run cleanly: final checkpoint, logs flushed, exit status 75 (a job
+    # script requeues on it; README, "Clusters and preemption"); names without SIG, "" = none
+    preempt_signals: str = "TERM,USR1"
 
     # ---- derived values ----------------------------------------------------------------------
     @property
@@ -367,6 +373,24 @@ def runner_group_calls(config: Config) -> int:
     return per_batch // math.gcd(per_batch, config.chunks_per_call)
 
 
+PREEMPT_SIGNALS = ("TERM", "USR1", "USR2", "HUP", "XCPU")
+
+
+def _check_restart_fields(config: Config) -> None:
+    """``preempt_signals`` names and ``resume=auto`` (which needs a fixed ``run_dir``)."""
+    names = [n for n in config.preempt_signals.split(",") if n]
+    bad = [n for n in names if n not in PREEMPT_SIGNALS]
+    if bad or len(set(names)) != len(names):
+        raise ConfigError(
+            f"preempt_signals={config.preempt_signals!r}: a comma-separated list of distinct "
+            f"names from {list(PREEMPT_SIGNALS)} (without SIG), or '' for none"
+        )
+    if config.resume == "auto" and not config.run_dir:
+        raise ConfigError(
+            "resume='auto': needs a fixed run_dir=... (the directory every requeue continues)"
+        )
+
+
 def validate(config: Config) -> Config:
     """Checks every field; raises ``ConfigError`` naming the field, the value and the rule.
 
@@ -395,6 +419,7 @@ def validate(config: Config) -> Config:
             if not check(value):
                 raise ConfigError(f"{f.name}={value!r}: must be {rule}")
     _check_env(config)
+    _check_restart_fields(config)
     if config.seeds > 1 and config.mode != "fused":
         raise ConfigError(
             f"seeds={config.seeds}: several seeds in one program need mode='fused' "

@@ -106,7 +106,7 @@ def optional_lines(groups: dict[str, list[str]]) -> tuple[list[str], list[str]]:
 
 def device_lines(exp: str | None, overrides: list[str]) -> list[str]:
     """The devices JAX sees and, for ``exp``, the roles the run would resolve to."""
-    from ald_jax.run import configure_gpu_memory
+    from ald_jax.process import configure_gpu_memory
 
     configure_gpu_memory()  # a look at the devices must not take 75% of a GPU
     try:
@@ -123,7 +123,7 @@ def device_lines(exp: str | None, overrides: list[str]) -> list[str]:
         return lines
     from ald_jax.builder import roles_of
     from ald_jax.config import ConfigError
-    from ald_jax.run import load_config
+    from ald_jax.rundir import load_config
 
     try:
         roles = roles_of(load_config(exp, overrides))

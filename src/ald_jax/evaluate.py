@@ -70,22 +70,19 @@ def play_episode(env, env_params, network, params, key, max_steps: int = 1000):
     )
 
 
-def write_eval_gif(system, path: str, max_steps: int = 1000, seed: int = 0) -> str | None:
-    """Renders one episode of the current actor params to ``path`` (GIF); I-Maze and Meta-Fetch
-    only (None for envs ``envs_jax.render`` cannot draw)."""
+def write_eval_gif(
+    env, env_params, actor_net, params, path: str, device=None, max_steps: int = 1000, seed: int = 0
+) -> str | None:
+    """Renders one episode of the actor ``params`` (on ``device``) to ``path`` (GIF); I-Maze and
+    Meta-Fetch only (None for envs ``envs_jax.render`` cannot draw)."""
     from envs_jax.render import can_render, render_state, save_gif
 
-    if system.c.env_params is None or not can_render(system.c.env):
+    if env_params is None or not can_render(env):
         return None  # envpool and gymnax/xminigrid envs: no renderer of ours
-
-    _, params = system.actor_server.get()
-    comps = system.c
-    with jax.default_device(system.roles.actor):  # where the actor params live
+    with jax.default_device(device or jax.devices("cpu")[0]):  # where the actor params live
         key = jax.random.PRNGKey(seed + 12345)
-        states, _, _, _ = play_episode(
-            comps.env, comps.env_params, comps.actor_net, params, key, max_steps
-        )
-    frames = [render_state(comps.env, s, comps.env_params) for s in states]
+        states, _, _, _ = play_episode(env, env_params, actor_net, params, key, max_steps)
+    frames = [render_state(env, s, env_params) for s in states]
     save_gif(frames, path)
     return path
 

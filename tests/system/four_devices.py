@@ -229,7 +229,7 @@ def check_learns_on_two_distill_devices() -> dict:
     system = System(schedule_of(cfg), build(cfg))
     early, rows = [], []
     watch = CollapseWatch(
-        system.c.learner_net.num_actions, cfg.entropy_warn_fraction, cfg.entropy_warn_success
+        system.comps.learner_net.num_actions, cfg.entropy_warn_fraction, cfg.entropy_warn_success
     )
 
     def stop():

@@ -68,43 +68,48 @@ def _compared(summary):
     return {k: v for k, v in summary.items() if k.startswith(COMPARED)}
 
 
+def _stop_somewhere(proc, run_dir, how: str, rng) -> None:
+    """Stops the run: SIGKILL at a random time or mid-checkpoint-write, or SIGTERM (a
+    preemption: the run writes its checkpoint and exits 75)."""
+    for line in proc.stdout:  # wait for training to start (compiling is not interesting)
+        if "training (" in line:
+            break
+    if how == "write":  # kill while a checkpoint is half-written (tmp dir, not committed)
+        deadline = time.monotonic() + 60
+        while not glob.glob(str(run_dir / "checkpoints" / "tmp-*")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.5)
+    else:
+        time.sleep(rng.uniform(0.5, 4.0))
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM if how == "term" else signal.SIGKILL)
+    rc = proc.wait(timeout=60)
+    if how == "term":
+        out = proc.stdout.read()
+        assert rc == 75, out
+        assert "SIGTERM: preempted; stopping and writing a checkpoint" in out, out
+
+
 @pytest.mark.slow
-def test_kill_9_at_five_random_points_then_resume_is_bit_identical(tmp_path):
+def test_kill_9_and_sigterm_at_random_points_then_requeue_is_bit_identical(tmp_path):
+    """The same command line (``resume=auto``) for the first start and every restart, as a
+    cluster requeues a job: after four kill -9 (two mid-write) and a SIGTERM the run finishes
+    bit-identical to an uninterrupted one, its log without a repeated or lost row."""
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
     ref = subprocess.run(_cmd(ref_dir), capture_output=True, text=True, timeout=600)
     assert ref.returncode == 0, ref.stdout + ref.stderr
 
     rng = random.Random(0)
-    kills = ["time", "write", "time", "write", "time"]  # two of them during a checkpoint write
-    for how in kills:
-        resume = [f"resume={run_dir}"] if Checkpointer(str(run_dir)).steps() else []
+    for how in ["time", "write", "term", "write", "time"]:
         env = {**os.environ, "ALD_JAX_CHECKPOINT_PAUSE": "2" if how == "write" else "0"}
-        proc = subprocess.Popen(
-            _cmd(run_dir, *resume),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        for line in proc.stdout:  # wait for training to start (compiling is not interesting)
-            if "training (" in line:
-                break
-        if how == "write":  # kill while a checkpoint is half-written (tmp dir, not committed)
-            deadline = time.monotonic() + 60
-            while not glob.glob(str(run_dir / "checkpoints" / "tmp-*")):
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.05)
-            time.sleep(0.5)
-        else:
-            time.sleep(rng.uniform(0.5, 4.0))
-        assert proc.poll() is None, "the run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc = subprocess.Popen(_cmd(run_dir, "resume=auto"), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+        _stop_somewhere(proc, run_dir, how, rng)
         assert Checkpointer(str(run_dir)).steps(), "no checkpoint survived the kill"
 
-    final = subprocess.run(
-        _cmd(run_dir, f"resume={run_dir}"), capture_output=True, text=True, timeout=600
-    )
+    final = subprocess.run(_cmd(run_dir, "resume=auto"), capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
     assert final.returncode == 0, final.stdout + final.stderr
     assert "resumed from learner update" in final.stdout
 
@@ -115,10 +120,13 @@ def test_kill_9_at_five_random_points_then_resume_is_bit_identical(tmp_path):
     assert _compared(run_summary) == _compared(ref_summary)
     for a, b in zip(_final_leaves(ref_dir), _final_leaves(run_dir), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    # The log continues without duplicated rows.
+    # The log continues without repeated rows: env steps strictly increasing.
     with open(run_dir / "metrics.jsonl") as f:
         steps = [json.loads(line)["env_steps"] for line in f]
-    assert steps == sorted(steps)
+    assert all(a < b for a, b in zip(steps, steps[1:], strict=False)), steps
+    again = subprocess.run(_cmd(run_dir, "resume=auto"), capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert again.returncode == 0 and "already finished" in again.stdout  # a requeue of a done run
 
 
 TINY = {**BASE, "mode": "lockstep"}

@@ -90,10 +90,10 @@ def test_dispatch_ahead_is_bounded_when_the_device_is_slower_than_the_host(slow)
     system = _system(dprl=8.0 if slow == "distill" else 2.0)
     stats = {stage: {"dispatched": 0, "reads": set(), "gaps": [], "flags": []} for stage in FLAGS}
     delay = {stage: 0.05 if stage == slow else 0.0 for stage in FLAGS}
-    system.c = system.c._replace(
+    system.comps = system.comps._replace(
         **{
             f"{stage}_update": _slow(
-                getattr(system.c, f"{stage}_update"), flag, delay[stage], stats[stage]
+                getattr(system.comps, f"{stage}_update"), flag, delay[stage], stats[stage]
             )
             for stage, flag in FLAGS.items()
         }

@@ -27,10 +27,11 @@ from ald_jax.builder import build, schedule_of
 from ald_jax.config import ConfigError, apply_overrides, validate
 from ald_jax.evaluate import make_policy_eval
 from ald_jax.networks.base import ModelOutput
-from ald_jax.run import finish, load_config, train
+from ald_jax.rundir import load_config
 from ald_jax.runtime.evaluation import EVAL_COLUMNS
 from ald_jax.runtime.lockstep import run_lockstep
 from ald_jax.runtime.system import System
+from ald_jax.training import _eval_gifs, train
 from tests.system.tiny import as_args
 
 FORWARD, LEFT, RIGHT, NOOP = 0, 1, 2, 3
@@ -155,25 +156,15 @@ def test_eval_interval_is_refused_for_envpool_envs_before_compiling():
 
 
 def test_the_closing_lines_say_when_an_env_cannot_be_drawn(tmp_path):
-    """``finish`` on an env without a renderer of ours (here XLand-MiniGrid) says there is no GIF
-    instead of printing ``evaluation episode: None``, and still writes ``summary.json``."""
+    """The evaluation GIF on an env without a renderer of ours (here XLand-MiniGrid) says there
+    is no GIF instead of printing ``evaluation episode: None``."""
     pytest.importorskip("xminigrid")  # the envs extra; `make test` installs it
     cfg = load_config("xmg_memory16", [f"run_dir={tmp_path}"])
     assert cfg.eval_gif
     # env_params is set, so only the renderer's check can decide there is nothing to draw
-    system = SimpleNamespace(c=SimpleNamespace(env=cfg.env, env_params=object()))
-    row = dict(
-        env_steps=10.0,
-        wall_time=1.0,
-        learner_sps=5.0,
-        dprl_achieved=1.0,
-        learner_idle_pct=0.0,
-        success_rate=0.5,
-        episode_return=0.25,
-    )
+    program = SimpleNamespace(acting=lambda i: (cfg.env, object(), object(), None, None))
     lines: list[str] = []
-    finish(cfg, system, row, interrupted=False, log=lines.append)
+    _eval_gifs(cfg, program, [str(tmp_path)], lines.append)
     assert not any("None" in line for line in lines), lines
     assert "no evaluation GIF" in lines[0] and cfg.env in lines[0]
     assert not os.path.exists(tmp_path / "eval.gif")
-    assert os.path.exists(tmp_path / "summary.json")

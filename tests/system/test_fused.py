@@ -11,9 +11,10 @@ import pytest
 
 from ald_jax.actors.rollout import jit_rollout, make_chunked_rollout, make_rollout
 from ald_jax.builder import build, make_environment
+from ald_jax.builder_fused import build_fused
 from ald_jax.config import Config, ConfigError, validate
 from ald_jax.learners import make_group_runner
-from ald_jax.runtime.fused import episode_records, init_seeds, jit_iterations, make_fused
+from ald_jax.runtime.fused import episode_records, init_seeds, jit_iterations
 from ald_jax.trajectory import without_learner_state
 from tests.system.tiny import TINY as BASE
 
@@ -91,7 +92,7 @@ class Reference:
 def tiny():
     """The fused TINY schedule and one program of 2 iterations per dispatch (compiled once per
     number of seeds, shared by the tests below)."""
-    fused = make_fused(_cfg())
+    fused = build_fused(_cfg())
     return fused, jit_iterations(fused, 2)
 
 
@@ -187,21 +188,21 @@ def test_a_stopped_seed_keeps_its_state(tiny):
 
 def test_refusals_before_compiling():
     with pytest.raises(ConfigError, match="mode='threaded'"):
-        make_fused(_cfg(env="envpool:CartPole-v1", eval_interval=0))
+        build_fused(_cfg(env="envpool:CartPole-v1", eval_interval=0))
     with pytest.raises(ConfigError, match="dprl=2.5"):
-        make_fused(_cfg(dprl=2.5))
+        build_fused(_cfg(dprl=2.5))
     with pytest.raises(ConfigError, match="eval_interval"):
-        make_fused(_cfg(eval_interval=10))
+        build_fused(_cfg(eval_interval=10))
     with pytest.raises(ConfigError, match="batch_size=16"):
-        make_fused(_cfg(batch_size=16, chunks_per_call=1, envs_per_actor=4, num_actors=6))
+        build_fused(_cfg(batch_size=16, chunks_per_call=1, envs_per_actor=4, num_actors=6))
 
 
 @pytest.mark.slow
 def test_debug_learns_in_fused_mode_with_two_seeds():
-    from ald_jax.run import load_config
+    from ald_jax.rundir import load_config
 
     cfg = load_config("debug", ["mode=fused", "eval_interval=0"])
-    fused = make_fused(cfg)
+    fused = build_fused(cfg)
     run = jit_iterations(fused, 5)
     states = init_seeds(fused, [0, 1])
     episodes, success = [[], []], [0.0, 0.0]
@@ -217,7 +218,7 @@ def test_debug_learns_in_fused_mode_with_two_seeds():
 
 @pytest.mark.slow
 def test_each_seed_writes_its_own_run_directory(tiny, tmp_path):
-    from ald_jax.runtime.fused_driver import train_fused
+    from ald_jax.training import train_seeds
 
     fused, _ = tiny
     steps_per_iteration = 2 * _cfg().unroll_length * 8
@@ -225,7 +226,7 @@ def test_each_seed_writes_its_own_run_directory(tiny, tmp_path):
         seeds=3, total_env_steps=5 * steps_per_iteration, log_interval=0.01,
         run_dir=str(tmp_path / "tiny-s{seed}"),
     )  # fmt: skip
-    rows = train_fused(cfg, fused=fused, per_call=2, log=lambda m: None)  # 3 dispatches
+    rows = train_seeds(cfg, fused=fused, per_call=2, log=lambda m: None)  # 3 dispatches
     assert len(rows) == 3
     for seed in range(3):
         run_dir = tmp_path / f"tiny-s{seed}"

@@ -75,8 +75,10 @@ def _kill_somewhere(proc, run_dir, how: str, rng, rows: tuple[int, int]) -> None
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.005)
     assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.send_signal(signal.SIGTERM if how == "term" else signal.SIGKILL)
+    rc = proc.wait(timeout=60)
+    if how == "term":  # a preemption: the run stops at its next dispatch, checkpointed, exit 75
+        assert rc == 75, proc.stdout.read()
 
 
 @pytest.mark.slow
@@ -87,16 +89,18 @@ def test_kill_9_of_a_fused_run_then_resume_is_bit_identical(tmp_path):
 
     rng = random.Random(0)
     # 40 rows, a checkpoint every 4: killed after row 5..16 (one checkpoint is committed), in the
-    # next checkpoint's write (row <= 20), after a row up to 32 (8 or more rows left to resume)
-    for how, rows in (("rows", (5, 16)), ("write", (0, 0)), ("rows", (1, 32))):
-        resume = [f"resume={run_dir}"] if Checkpointer(str(run_dir / "s0")).steps() else []
+    # next checkpoint's write (row <= 20), SIGTERM after a row up to 28, killed after a row up to
+    # 32 (8 or more rows left to resume); the same command (resume=auto) every time, as a
+    # cluster's requeue
+    stops = (("rows", (5, 16)), ("write", (0, 0)), ("term", (1, 28)), ("rows", (1, 32)))
+    for how, rows in stops:
         env = {**os.environ, "ALD_JAX_CHECKPOINT_PAUSE": "2" if how == "write" else "0"}
-        proc = subprocess.Popen(_cmd(run_dir, *resume), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(_cmd(run_dir, "resume=auto"), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
         _kill_somewhere(proc, run_dir, how, rng, rows)
         assert Checkpointer(str(run_dir / "s0")).steps(), "no checkpoint survived the kill"
 
-    final = subprocess.run(_cmd(run_dir, f"resume={run_dir}"), capture_output=True, text=True,
+    final = subprocess.run(_cmd(run_dir, "resume=auto"), capture_output=True, text=True,
                            timeout=600)  # fmt: skip
     assert final.returncode == 0, final.stdout + final.stderr
     assert "resumed from learner update" in final.stdout
@@ -116,14 +120,14 @@ def test_kill_9_of_a_fused_run_then_resume_is_bit_identical(tmp_path):
 
 def test_resume_of_another_number_of_seeds_is_refused_before_compiling(tmp_path):
     from ald_jax.config import Config, ConfigError, validate
-    from ald_jax.runtime.fused_driver import train_fused
+    from ald_jax.training import train
     from tests.system.tiny import TINY
 
     cfg = validate(Config(**{**TINY, "mode": "fused", "seeds": 2, "eval_interval": 0,
                              "chunks_per_call": 2, "total_env_steps": 64}))  # fmt: skip
     Checkpointer(str(tmp_path / "s0"), config=cfg.to_dict()).save(_Fake(), 0.0)
     with pytest.raises(ConfigError, match="seeds: checkpoint has 2, now 3"):
-        train_fused(cfg.replace(seeds=3, resume=str(tmp_path)), log=lambda m: None)
+        train(cfg.replace(seeds=3, resume=str(tmp_path)), log=lambda m: None)
 
 
 class _Fake:

@@ -90,6 +90,21 @@ def test_a_local_ray_run_trains_resumes_and_leaves_no_process_behind(
     resumed = train(more, progress=False, log=log)
     assert resumed["env_steps"] >= 9000 and resumed["learner_updates"] > row["learner_updates"]
     assert not wait_gone(), ray_processes()
+    # a preemption (SIGTERM, sent once the loop runs): checkpoint, stop, no actor process left
+    preempted = load_config(
+        "debug",
+        as_args(runtime="ray", total_env_steps=10**9, run_dir=cfg.run_dir, resume="auto"),
+    )
+
+    def term_once_training(line: str = "") -> None:
+        log(line)
+        if "first learner update" in line:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped = train(preempted, progress=False, log=term_once_training)
+    assert stopped["stop_reason"] == "preempted" and stopped["env_steps"] < 10**9
+    assert any("SIGTERM: preempted" in line for line in log), log
+    assert not wait_gone(), ray_processes()
 
 
 @pytest.mark.slow

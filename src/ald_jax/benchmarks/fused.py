@@ -34,12 +34,14 @@ CASES = {  # name: (seeds, seed_axis)
 def measure_fused(exp: str, seeds: int, seed_axis: str = "auto", seconds: float = SECONDS) -> dict:
     """Env steps/s of ``exp``'s fused program with ``seeds`` seeds, summed over the seeds, and
     the seconds one dispatch takes."""
-    from ald_jax.run import configure_jax, load_config
-    from ald_jax.runtime.fused import init_seeds, jit_iterations, make_fused, resolve_seed_axis
-    from ald_jax.runtime.fused_driver import ITERATIONS_PER_CALL
+    from ald_jax.builder_fused import build_fused
+    from ald_jax.process import configure_jax
+    from ald_jax.rundir import load_config
+    from ald_jax.runtime.fused import init_seeds, jit_iterations, resolve_seed_axis
+    from ald_jax.runtime.fused_program import ITERATIONS_PER_CALL
 
     cfg = load_config(exp, ["mode=fused", f"seeds={seeds}", "eval_interval=0"])
-    fused = make_fused(cfg)
+    fused = build_fused(cfg)
     configure_jax(cfg)
     axis = resolve_seed_axis(seed_axis, jax.devices()[0].platform)
     run = jit_iterations(fused, ITERATIONS_PER_CALL, axis)

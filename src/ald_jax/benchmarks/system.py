@@ -49,7 +49,8 @@ def measure_system(
 ) -> dict:
     """Trains ``exp`` threaded for ``warmup + seconds`` of wall-clock; returns the rates over the
     last ``seconds`` (env steps/s) and the run's final speed columns."""
-    from ald_jax.run import load_config, train
+    from ald_jax.rundir import load_config
+    from ald_jax.training import train
 
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = load_config(

@@ -11,7 +11,8 @@
   (it receives new params every ``K_L`` updates), so its outputs *are* the target network's;
 * ALD adds the learner→actor regulariser ``learner_reg * KL(pi_A || pi_L)`` (the paper's §3,
   Eq. 1) with the actor's behaviour logits held fixed (``learner_reg_kl`` picks the direction);
-* off-policy switches (issue 27, cause 4; defaults off): ``vmpo_importance`` weights the E-step's
+* off-policy switches (issue 27, cause 4; off in ``make_learner_update``, ALD's config turns
+  ``vmpo_importance`` on and ``vtrace_pg_rho`` off): ``vmpo_importance`` weights the E-step's
   sampled actions by ``pi_target / pi_A`` (self-normalised), and ``vtrace_pg_rho=False`` feeds
   V-MPO the V-trace advantage ``r_t + gamma v_{s,t+1} - V(x_t)`` without its ``min(1, rho_t)``;
 * after the gradient step PopArt's statistics move and the stored value heads (online and target)
@@ -260,19 +261,9 @@ def make_learner_update(
       with the runner's fields attached.
     """
 
-    hyper = _LossSettings(
-        gamma,
-        use_vtrace,
-        epsilon_eta,
-        epsilon_alpha,
-        top_k_fraction,
-        value_coef,
-        learner_reg,
-        learner_reg_kl,
-        vmpo_importance,
-        vtrace_pg_rho,
-    )
-
+    hyper = _LossSettings(gamma, use_vtrace, epsilon_eta, epsilon_alpha, top_k_fraction,
+                          value_coef, learner_reg, learner_reg_kl, vmpo_importance,
+                          vtrace_pg_rho)  # fmt: skip
     loss_fn = functools.partial(_learner_loss, network, hyper)
 
     def update(state: LearnerState, batch: Trajectory) -> tuple[LearnerState, dict]:

@@ -232,6 +232,17 @@ def _vmpo_stats(
     )
 
 
+def _check_shapes(online_logits, target_logits, actions, advantages, mask, eta_raw, alpha_raw):
+    chex.assert_rank(
+        [online_logits, target_logits, actions, advantages, mask, eta_raw, alpha_raw],
+        [3, 3, 2, 2, 2, 0, 0],
+    )
+    chex.assert_equal_shape([online_logits, target_logits])
+    chex.assert_equal_shape([actions, advantages, mask])
+    chex.assert_equal_shape_prefix([online_logits, actions], 2)
+    chex.assert_type([actions, advantages, eta_raw, alpha_raw], [int, float, float, float])
+
+
 def vmpo_loss(
     online_logits: Array,
     target_logits: Array,
@@ -267,14 +278,7 @@ def vmpo_loss(
     Returns:
       ``(loss, VMPOStats)``; ``loss`` is a scalar, exactly 0 when no step is valid.
     """
-    chex.assert_rank(
-        [online_logits, target_logits, actions, advantages, mask, eta_raw, alpha_raw],
-        [3, 3, 2, 2, 2, 0, 0],
-    )
-    chex.assert_equal_shape([online_logits, target_logits])
-    chex.assert_equal_shape([actions, advantages, mask])
-    chex.assert_equal_shape_prefix([online_logits, actions], 2)
-    chex.assert_type([actions, advantages, eta_raw, alpha_raw], [int, float, float, float])
+    _check_shapes(online_logits, target_logits, actions, advantages, mask, eta_raw, alpha_raw)
 
     valid, online_logits, target_logits, actions, advantages = _mask_inputs(
         online_logits, target_logits, actions, advantages, mask

@@ -5,22 +5,24 @@ One module per schedule:
 * ``lockstep``: ``run_lockstep``, the stages in a fixed order on one thread (``mode=lockstep``);
 * ``threaded``: ``ThreadedRun`` / ``run_threaded``, one thread per stage (``mode=threaded``);
 * ``ray``: ``RayActors``, the threaded schedule's actors as Ray processes (``runtime=ray``);
-* ``fused``: a whole iteration as one jitted function, vmapped over seeds (``mode=fused``), and
-  ``fused_driver``, its host side (run directories, stop rules, checkpoints).
+* ``fused``: a whole iteration as one jitted function over seeds (``mode=fused``), and
+  ``fused_program``, its seeds' host side as a program of the driver loop;
+* ``programs``: the lockstep and threaded schedules as programs of the driver loop
+  (``ald_jax.driver``, one loop for every mode).
 
 and the stages they share:
 
 * ``system``: ``System``, a run's state and its stage methods (act, runner, replay, learn,
-  distill), ``stage_context``; with ``readback`` (finishing dispatched updates), ``counters``
-  (``Counters``, the metric row), ``evaluation`` (the policy evaluation) and ``system_state``
-  (the checkpoint state);
+  distill), ``stage_context``; with ``counters`` (``RunStats``: counters, episode window, last
+  metrics, the metric row), ``readback`` (``Readback``: finishing dispatched updates),
+  ``evaluation`` (the policy evaluation) and ``system_state`` (the checkpoint state);
 * ``params``: ``ParamServer``, the versioned parameter hand-off;
 * ``calls``: ``ActorCall``, ``CallQueues``, ``Dispatched``, ``InFlight``;
 * ``supervision``: ``Supervisor``, the threads' heartbeats, restarts and stops;
 * ``warmup``: ``warm_up``, every function compiled before a schedule starts.
 
 The names below are re-exported here for ``from ald_jax.runtime import ...``; ``ray``,
-``fused`` and ``fused_driver`` are imported only by the modes that use them.
+``fused``, ``fused_program`` and ``programs`` are imported only by the modes that use them.
 """
 
 from ald_jax.runtime.calls import ActorCall, CallQueues, Dispatched, InFlight

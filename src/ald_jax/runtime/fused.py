@@ -1,5 +1,6 @@
 """The fused schedule (``mode=fused``): a whole training iteration as one pure, jitted function
-of the run's state, vmapped over seeds (issue 29; docs/design.md, "The fused schedule").
+of the run's state, over a batch of seeds (``seed_axis``: vmap, or lax.map on the CPU; issue
+29; docs/design.md, "The fused schedule").
 
 One iteration runs the stages of the lockstep schedule in order, on one device, for JAX
 environments:
@@ -13,8 +14,10 @@ environments:
    sampled from replay; the actor params are published every ``K_A`` distillation steps (ALD) or
    learner updates (baselines).
 
-``make_fused`` builds the pieces from a config; ``init`` makes the state of one seed and
-``iteration`` advances it. ``jit_iterations`` runs several iterations per dispatch over a batch
+``make_fused`` assembles the pieces the builder made from a config (``ald_jax.builder_fused``;
+nothing here reads a config); ``init`` makes the state of one seed (its initial learner and
+distill states from the builder's ``init_states``, as a ``System`` gets them) and ``iteration``
+advances it. ``jit_iterations`` runs several iterations per dispatch over a batch
 of seeds (``vmap``, or ``lax.map`` on the CPU), freezing the seeds that have stopped.
 """
 
@@ -30,10 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ald_jax.actors.core import EpisodeStats
-from ald_jax.actors.rollout import ActorCarry, init_actor_carry, make_chunked_rollout, make_rollout
-from ald_jax.builder import make_environment, make_networks, make_updates
-from ald_jax.config import Config, ConfigError
-from ald_jax.learners import init_distill_state, init_learner_state, make_group_runner
+from ald_jax.actors.rollout import ActorCarry, init_actor_carry
 from ald_jax.learners.distill import DistillState
 from ald_jax.learners.vmpo import LearnerState
 from ald_jax.ring_replay import RingReplay, ring_add, ring_init, ring_sample
@@ -69,6 +69,7 @@ class FusedSettings(NamedTuple):
     """The static sizes of a fused run (from the config)."""
 
     streams: int  # S = num_actors * envs_per_actor
+    batch_steps: int  # agent steps in one learner (or distill) batch: batch_size * T
     chunks: int  # K = chunks_per_call
     unroll_length: int
     learner_batches: int  # K * S / batch_size per iteration
@@ -88,83 +89,43 @@ class Fused(NamedTuple):
     num_actions: int = 0  # of the environment (the entropy warning's uniform policy)
 
 
-def check_fused(cfg: Config) -> None:
-    """``ConfigError`` for what the fused schedule cannot run (before anything compiles)."""
-    if cfg.env.startswith("envpool:"):
-        raise ConfigError(
-            f"mode='fused' runs JAX environments inside one compiled program; env={cfg.env!r} "
-            "steps on the host: use mode='threaded' (or 'lockstep')"
-        )
-    streams = cfg.num_actors * cfg.envs_per_actor
-    if (cfg.chunks_per_call * streams) % cfg.batch_size:
-        raise ConfigError(
-            f"batch_size={cfg.batch_size}: mode='fused' cuts the chunks_per_call="
-            f"{cfg.chunks_per_call} chunks of num_actors*envs_per_actor={streams} streams into "
-            "whole learner batches; it must divide chunks_per_call * streams"
-        )
-    if cfg.method == "ald" and not float(cfg.dprl).is_integer():
-        raise ConfigError(
-            f"dprl={cfg.dprl}: mode='fused' takes a whole number of distillation steps per "
-            "learner update; use an integer"
-        )
-    if cfg.eval_interval:
-        raise ConfigError(
-            f"eval_interval={cfg.eval_interval}: mode='fused' has no policy evaluation yet; "
-            "use eval_interval=0 (or mode='threaded')"
-        )
-    if cfg.runtime != "threads":
-        raise ConfigError(f"runtime={cfg.runtime!r}: mode='fused' needs runtime='threads'")
+class FusedParts(NamedTuple):
+    """What the builder makes for a fused program (``ald_jax.builder_fused.build_fused``)."""
+
+    settings: FusedSettings
+    env: object
+    env_params: object
+    actor_net: object
+    learner_net: object
+    rollout: Callable  # (params, carry, version) -> (carry, trajs, stats), K chunks
+    runner: Callable  # make_group_runner(learner_net, learner_batches)
+    learner_update: Callable
+    distill_update: Callable | None  # one optimizer step on one batch (ALD), else None
+    init_states: Callable  # key -> (learner state, distill state or None)
+    policy_of: Callable  # learner params -> the acting policy's params (baselines)
 
 
-def _settings(cfg: Config) -> FusedSettings:
-    streams = cfg.num_actors * cfg.envs_per_actor
-    return FusedSettings(
-        streams=streams,
-        chunks=cfg.chunks_per_call,
-        unroll_length=cfg.unroll_length,
-        learner_batches=cfg.chunks_per_call * streams // cfg.batch_size,
-        distill_steps=int(cfg.dprl) if cfg.method == "ald" else 0,
-        actor_period=cfg.actor_period,
-        replay_capacity=cfg.replay_capacity,
-        replay_half_life=cfg.replay_half_life,
-    )
-
-
-def make_fused(cfg: Config) -> Fused:
-    """The fused schedule of ``cfg`` (un-jitted ``init`` and ``iteration``)."""
-    check_fused(cfg)
-    st = _settings(cfg)
-    env, env_params, obs_example = make_environment(cfg)
-    actor_net, learner_net = make_networks(cfg, env.num_actions, tuple(obs_example.shape))
-    rollout = make_chunked_rollout(
-        make_rollout(env, env_params, actor_net, cfg.unroll_length), st.chunks
-    )
-    runner = make_group_runner(learner_net, st.learner_batches)
-    learner_update, learner_opt, distill_update, distill_opt = make_updates(
-        cfg, actor_net, learner_net
-    )
+def make_fused(parts: FusedParts) -> Fused:
+    """The fused schedule (un-jitted ``init`` and ``iteration``) from the builder's parts."""
+    st, env, env_params = parts.settings, parts.env, parts.env_params
+    rollout, runner, policy_of = parts.rollout, parts.runner, parts.policy_of
+    learner_update, distill_update = parts.learner_update, parts.distill_update
     distills = distill_update is not None
-    policy_of = learner_net.policy_params if cfg.method == "asymm_ac" else (lambda p: p)
 
     def init(seed: chex.Array) -> FusedState:
         key = jax.random.PRNGKey(seed)
-        key, k_learner, k_actor, k_env = jax.random.split(key, 4)
-        learner = init_learner_state(
-            learner_net.init(k_learner, obs_example),
-            learner_opt,
-            eta_init=cfg.eta_init,
-            alpha_init=cfg.alpha_init,
-        )
-        distill, replay = (), ()
+        key, k_init, k_env = jax.random.split(key, 3)
+        learner, distill = parts.init_states(k_init)
+        replay = ()
         actor_params = policy_of(learner.params)
-        carry = init_actor_carry(env, env_params, actor_net, k_env, st.streams)
-        runner_state = learner_net.initial_state(st.streams)
+        carry = init_actor_carry(env, env_params, parts.actor_net, k_env, st.streams)
+        runner_state = parts.learner_net.initial_state(st.streams)
         if distills:
-            distill = init_distill_state(actor_net.init(k_actor, obs_example), distill_opt)
             actor_params = distill.params
             template = _batch_template(rollout, runner, actor_params, learner, carry, runner_state)
             replay = ring_init(template, st.replay_capacity)
         zero = jnp.zeros((), jnp.int32)
+        distill = () if distill is None else distill
         return FusedState(
             learner, distill, actor_params, zero, carry, runner_state, replay, key, zero
         )
@@ -202,6 +163,9 @@ def _make_consume(st: FusedSettings, learner_update, distill_update, policy_of) 
         if distill_update is not None:
             replay = ring_add(replay, batch, before)
         learner, metrics = learner_update(state.learner, batch)
+        # the actor versions between the params that acted and the newest (as threaded rows)
+        lag = state.actor_version - jnp.mean(batch.version.astype(jnp.float32))
+        metrics = {**metrics, "policy_lag": lag.astype(jnp.float32)}
         state = state._replace(learner=learner, replay=replay)
         if distill_update is None:  # baselines: the learner's policy every K_A updates
             due = _crossed(before, learner.step, st.actor_period)
@@ -309,7 +273,7 @@ __all__ = [
     "FusedOut",
     "FusedSettings",
     "FusedState",
-    "check_fused",
+    "FusedParts",
     "episode_records",
     "init_seeds",
     "jit_iterations",

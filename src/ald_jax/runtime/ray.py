@@ -36,16 +36,14 @@ class Acting:
     def __init__(self, config: dict, index: int, key: np.ndarray):
         import ray
 
-        from ald_jax.builder import build_acting
-        from ald_jax.config import Config
+        from ald_jax.builder import acting_of_config
 
-        cfg = Config(**config)
         device = jax.devices("cpu")[0]
-        self.rollout, init_carry = build_acting(cfg, device)
+        self.rollout, init_carry = acting_of_config(config, device)
         key = jax.numpy.asarray(key)
         if ray.get_runtime_context().was_current_actor_reconstructed:
             key = jax.random.fold_in(key, os.getpid())  # a restart: fresh episodes
-        self.carry = init_carry(key, cfg.envs_per_actor, index)
+        self.carry = init_carry(key, index)
         self.version, self.params = -1, None
 
     def warm_up(self, params) -> None:

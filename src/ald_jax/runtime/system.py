@@ -14,18 +14,17 @@ and its stages, which the schedules (``lockstep``, ``threaded``) call.
 * ``distill()``: one distillation update on ``N_D`` replay batches; actor params go to the actors
   every ``K_A`` updates.
 
-The rest of a system lives in its own modules and takes the system: reading back dispatched
-updates (``readback``), the counters and metric row (``counters``), the policy evaluation
-(``evaluation``) and the checkpoint state (``system_state``). Placement and hand-offs:
-docs/design.md, "Devices".
+The run statistics (counters, episode window, last metrics, evaluation row, policy lag) are
+``RunStats`` (``counters``), behind their own lock; reading back dispatched updates
+(``readback.Readback``) and the policy evaluation (``evaluation``) take what they use, not the
+system; the checkpoint state is ``system_state``. Placement and hand-offs: docs/design.md,
+"Devices".
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
-import threading
 import time
 
 import jax
@@ -35,10 +34,11 @@ from ald_jax import trajectory
 from ald_jax.builder import Components, Schedule, jit_init
 from ald_jax.learners.distill import place_distill_state
 from ald_jax.replay import Replay
-from ald_jax.runtime import counters, evaluation, readback, system_state
+from ald_jax.runtime import evaluation, system_state
 from ald_jax.runtime.calls import ActorCall, Dispatched, InFlight
-from ald_jax.runtime.counters import Counters
+from ald_jax.runtime.counters import RunStats
 from ald_jax.runtime.params import ParamServer
+from ald_jax.runtime.readback import Readback
 from ald_jax.types import PyTree, Trajectory
 
 
@@ -70,6 +70,31 @@ def _replay(sch: Schedule, roles) -> Replay:
     return Replay(sch.replay_capacity, seed=sch.seed, place=place, half_life=sch.replay_half_life)
 
 
+def _run_stats(sch: Schedule, has_replay: bool) -> RunStats:
+    """The run statistics, with the evaluation columns when evaluations run."""
+    kl = ("distill/kl_newest",) if has_replay else ()
+    columns = evaluation.EVAL_COLUMNS + kl if sch.eval_interval else ()
+    return RunStats(sch.num_actors, sch.stats_window, columns)
+
+
+def _inflight(system) -> dict[str, InFlight]:
+    """Each stage's dispatched calls, finished by ``Readback`` (which publishes what they make
+    due: target params to the runner, actor params to the actors)."""
+    comps = system.comps
+    rb = Readback(
+        system.stats,
+        system.schedule,
+        system.runner_server.publish,
+        system.publish_actor,
+        None if comps.distills else comps.actor_params_of,
+    )
+    return {
+        "runner": InFlight(jax.block_until_ready),
+        "learner": InFlight(rb.finish_learn),
+        "distill": InFlight(rb.finish_distill),
+    }
+
+
 class System:
     """The state of one run and its stages (see the module docstring).
 
@@ -82,7 +107,7 @@ class System:
 
     def __init__(self, schedule: Schedule, comps: Components, key: jax.Array | None = None):
         self.schedule = sch = schedule
-        self.c = comps
+        self.comps = comps
         self.roles = roles = comps.roles
         key = jax.random.PRNGKey(sch.seed) if key is None else key
         init_key, actor_keys = _split_keys(key, sch.num_actors)
@@ -104,32 +129,22 @@ class System:
             initial = _initial_state(comps.learner_net, sch.envs_per_actor)
         self.runner_states = [jax.device_put(initial, roles.learner)] * sch.num_actors
         self.replay = _replay(sch, roles) if comps.distills else None
-        self.counters = Counters(
-            actor_env_steps=[0] * sch.num_actors, actor_busy=[0.0] * sch.num_actors
-        )
-        self.episodes = collections.deque(maxlen=sch.stats_window)  # (return, success, length)
-        self.lock = threading.Lock()
-        self.progress = threading.Condition(self.lock)  # learner/distill DpRL hand-shake
-        self.learner_metrics: dict = {}
-        self.distill_metrics: dict = {}
-        # (newest actor version, batch.version) of the last learner update
-        self.lag_source: tuple[int, jax.Array] | None = None
-        # env steps at the publication of each recent actor version (policy lag in env steps)
-        self.version_steps: collections.OrderedDict[int, int] = collections.OrderedDict({0: 0})
+        self.stats = _run_stats(sch, self.replay is not None)
         self.eval_keys = evaluation.eval_keys(sch.seed, {roles.learner, roles.actor})
-        self.eval_row: dict[str, float] = {}
         self.pending: list[ActorCall] = []  # lockstep: calls of the runner group being assembled
         self.next_actor = 0  # lockstep: whose turn it is
         self.templates: dict[str, PyTree] = {}  # shapes of a call / replay batch (warm_up)
         # Dispatched work not yet waited for (see ``InFlight``): how many of each stage's calls
         # may be pending after a dispatch. 0 (lockstep) waits for each; ThreadedRun sets it.
         self.dispatch_ahead = 0
-        self.inflight = {
-            "runner": InFlight(jax.block_until_ready),
-            "learner": InFlight(functools.partial(readback.finish_learn, self)),
-            "distill": InFlight(functools.partial(readback.finish_distill, self)),
-        }
-        self.first_update_time: float | None = None  # perf_counter of the first learner update
+        self.inflight = _inflight(self)
+
+    # the run statistics, as the stages and tests read them
+    counters = property(lambda self: self.stats.counters)
+    lock = property(lambda self: self.stats.lock)
+    progress = property(lambda self: self.stats.progress)
+    episodes = property(lambda self: self.stats.episodes)
+    first_update_time = property(lambda self: self.stats.first_update_time)
 
     # ---- stages ------------------------------------------------------------------------------
     def act(self, i: int) -> ActorCall:
@@ -137,7 +152,9 @@ class System:
         statistics come to the host; the chunks stay on the actor device."""
         t0 = time.perf_counter()
         latest = self.actor_server.latest()
-        carry, trajs, stats = self.c.rollout(latest.params, self.carries[i], latest.version_array)
+        carry, trajs, stats = self.comps.rollout(
+            latest.params, self.carries[i], latest.version_array
+        )
         self.carries[i] = carry
         self.count_call(i, jax.device_get(stats), time.perf_counter() - t0)
         return ActorCall(i, latest.version, trajs)
@@ -149,8 +166,8 @@ class System:
         return ActorCall(i, version, jax.device_put(trajs, self.roles.actor))
 
     def count_call(self, i: int, stats, busy: float) -> None:
-        """Counts actor ``i``'s call (``counters.count_call``)."""
-        counters.count_call(self, i, stats, busy)
+        """Counts actor ``i``'s call (``RunStats.count_call``)."""
+        self.stats.count_call(i, stats, busy)
 
     def run_runner(self, group: list[ActorCall]) -> list[Trajectory]:
         """The learner runner over ``group`` (calls of distinct actors, in each actor's order):
@@ -160,7 +177,7 @@ class System:
         _, target_params = self.runner_server.get()
         calls = jax.device_put(tuple(call.trajs for call in group), self.roles.learner)
         states = tuple(self.runner_states[call.actor] for call in group)
-        batches, next_states = self.c.group_runner(target_params, calls, states)
+        batches, next_states = self.comps.group_runner(target_params, calls, states)
         for call, state in zip(group, next_states, strict=True):
             self.runner_states[call.actor] = state
         self.inflight["runner"].push(batches, self.dispatch_ahead)
@@ -175,11 +192,11 @@ class System:
         return batch
 
     def learn(self, batch: Trajectory) -> None:
-        """One V-MPO update, dispatched; the host then finishes (``readback.finish_learn``) the
+        """One V-MPO update, dispatched; the host then finishes (``Readback.finish_learn``) the
         update ``dispatch_ahead`` updates back, so the device never waits for the host in
         between."""
         t0 = time.perf_counter()
-        self.learner_state, metrics = self.c.learner_update(self.learner_state, batch)
+        self.learner_state, metrics = self.comps.learner_update(self.learner_state, batch)
         lag_source = (self.actor_server.version, batch.version)
         with self.progress:  # DpRL counts dispatched updates
             self.counters.learner_agent_steps += self.schedule.learner_steps_per_update
@@ -190,11 +207,11 @@ class System:
 
     def distill(self) -> None:
         """One distillation call (``N_D`` optimizer steps on replay batches), dispatched; the
-        host finishes (``readback.finish_distill``) the call ``dispatch_ahead`` calls back."""
+        host finishes (``Readback.finish_distill``) the call ``dispatch_ahead`` calls back."""
         sch = self.schedule
         t0 = time.perf_counter()
         batches, stamps = self.replay.sample(sch.num_distill)
-        self.distill_state, metrics = self.c.distill_update(self.distill_state, batches)
+        self.distill_state, metrics = self.comps.distill_update(self.distill_state, batches)
         ages = [self.counters.learner_updates - stamp for stamp in stamps]
         metrics = {**metrics, "distill/teacher_age_updates": float(np.mean(ages))}
         with self.progress:  # DpRL counts dispatched steps
@@ -211,17 +228,12 @@ class System:
         self._add_busy(stage, time.perf_counter() - t0)
 
     def _add_busy(self, stage: str, seconds: float) -> None:
-        with self.lock:
-            name = f"{stage}_busy"
-            setattr(self.counters, name, getattr(self.counters, name) + seconds)
+        self.stats.add_busy(stage, seconds)
 
     def publish_actor(self, params, version: int | None = None) -> None:
         """Hands ``params`` to the actors and notes the env-step count of the new version."""
         self.actor_server.publish(params, version)
-        with self.lock:
-            self.version_steps[self.actor_server.version] = self.counters.env_steps
-            while len(self.version_steps) > 4096:
-                self.version_steps.popitem(last=False)
+        self.stats.note_version(self.actor_server.version)
 
     def distill_due(self, slack_updates: int = 0) -> bool:
         """True while distillation is behind the target DpRL (allowing ``slack_updates`` learner
@@ -232,18 +244,43 @@ class System:
         )
         return c.distill_agent_steps < target
 
-    # ---- evaluation, reporting, checkpoints (their own modules) ------------------------------
+    # ---- evaluation, reporting, checkpoints ------------------------------------------------
     def evaluate(self) -> None:
-        """One policy evaluation (``evaluation.evaluate``)."""
-        evaluation.evaluate(self)
+        """One policy evaluation (``evaluation.evaluate``) of the target and actor params."""
+        kl = None
+        if self.comps.kl_newest is not None:
+            kl = lambda: (  # noqa: E731
+                self.comps.kl_newest(self.distill_state.params, self.replay.newest())
+                if len(self.replay)
+                else None
+            )
+        evaluation.evaluate(self.stats, self.play, kl)
+
+    def play(self, who: str, index: int):
+        """Evaluation ``index`` of ``who`` (``learner_eval``: the target params on the learner
+        device; ``actor_eval``: the actor params): its episode statistics, not waited for."""
+        c, roles = self.comps, self.roles
+        if who == "learner_eval":
+            evaluate, params, device = (
+                c.evaluate_learner,
+                self.runner_server.get()[1],
+                roles.learner,
+            )
+        else:
+            evaluate, params, device = (
+                c.evaluate_actor,
+                self.actor_server.latest().params,
+                roles.actor,
+            )
+        return evaluate(params, self.eval_keys[device], jax.device_put(np.int32(index), device))
 
     def eval_due(self) -> bool:
         """True when an evaluation is due (``evaluation.eval_due``)."""
-        return evaluation.eval_due(self)
+        return evaluation.eval_due(self.stats, self.schedule.eval_interval)
 
     def snapshot(self, elapsed: float) -> dict:
-        """The metric row (``counters.snapshot``)."""
-        return counters.snapshot(self, elapsed)
+        """The metric row (``RunStats.row``)."""
+        return self.stats.row(elapsed)
 
     def state_dict(self) -> tuple[dict, dict]:
         """``(arrays, meta)`` of a checkpoint (``system_state.state_dict``)."""

@@ -1,5 +1,9 @@
 """A ``System``'s checkpoint state: what ``ald_jax.checkpoint`` saves and restores.
 
+The functions take a ``System`` (duck-typed: this module does not import it) and are its
+checkpoint codec; the run statistics save and load their own part (``RunStats.state`` and
+``load``).
+
 ``state_dict`` gives every array of the run as host numpy (one tree) and the counters, RNG
 states and positions as JSON-able values (the meta); ``state_template`` gives arrays of the
 shapes a checkpoint with a given meta holds, and ``load_state_dict`` places a restored tree back
@@ -9,21 +13,14 @@ these, so a checkpoint restores a lockstep run bit-identically.
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-from typing import TYPE_CHECKING
-
 import jax
 import numpy as np
 
 from ald_jax.learners.distill import place_distill_state
 from ald_jax.runtime.calls import ActorCall
 
-if TYPE_CHECKING:
-    from ald_jax.runtime.system import System
 
-
-def state_dict(system: System) -> tuple[dict, dict]:
+def state_dict(system) -> tuple[dict, dict]:
     """``(arrays, meta)``: every array of the run as host numpy (one explicit transfer) and the
     counters, RNG states and positions as JSON-able values (see ``ald_jax.checkpoint``)."""
     replay_items, replay_meta = [], None
@@ -38,11 +35,7 @@ def state_dict(system: System) -> tuple[dict, dict]:
         }
     pending = list(system.pending)
     tree = state_tree(system, replay_items, [call.trajs for call in pending])
-    with system.lock:
-        meta = {
-            "counters": dataclasses.asdict(system.counters),
-            "episodes": list(system.episodes),
-        }
+    meta = system.stats.state()
     meta.update(
         replay=replay_meta,
         pending=[[call.actor, call.version] for call in pending],
@@ -53,11 +46,11 @@ def state_dict(system: System) -> tuple[dict, dict]:
     return jax.device_get(tree), meta
 
 
-def state_tree(system: System, replay_items: list, pending: list) -> dict:
+def state_tree(system, replay_items: list, pending: list) -> dict:
     """The arrays of a checkpoint: the run's states, with ``replay_items`` and the ``pending``
     calls' chunks each stacked along a new leading axis (on the host)."""
     stack = lambda items: jax.tree.map(lambda *xs: np.stack(xs), *items)  # noqa: E731  (host)
-    host_env = system.c.host_env
+    host_env = system.comps.host_env
     return {
         "learner": system.learner_state,
         "distill": system.distill_state if system.distill_state is not None else (),
@@ -70,7 +63,7 @@ def state_tree(system: System, replay_items: list, pending: list) -> dict:
     }
 
 
-def state_template(system: System, meta: dict) -> dict:
+def state_template(system, meta: dict) -> dict:
     """Arrays of the shapes a checkpoint with ``meta`` must hold."""
     tile = lambda t, n: jax.tree.map(  # noqa: E731
         lambda x: np.zeros((n, *np.shape(x)), np.asarray(x).dtype), t
@@ -84,21 +77,18 @@ def state_template(system: System, meta: dict) -> dict:
     return tree
 
 
-def load_state_dict(system: System, tree: dict, meta: dict) -> None:
+def load_state_dict(system, tree: dict, meta: dict) -> None:
     """Restores ``state_dict()`` output, placing every array on its role's device."""
     roles = system.roles
     system.learner_state = jax.device_put(tree["learner"], roles.learner)
     if system.distill_state is not None:
         system.distill_state = place_distill_state(tree["distill"], roles.distill)
     system.actor_server.publish(tree["actor_params"], version=meta["actor_version"])
-    system.version_steps = collections.OrderedDict(
-        {meta["actor_version"]: meta["counters"]["env_steps"]}
-    )
     system.runner_server.publish(tree["runner_params"], version=meta["runner_version"])
     carries = []
     for old, new in zip(system.carries, tree["carries"], strict=True):
         new = jax.device_put(new, roles.actor)
-        carries.append(new._replace(adapter=old.adapter) if system.c.host_env else new)
+        carries.append(new._replace(adapter=old.adapter) if system.comps.host_env else new)
     system.carries = carries
     system.runner_states = [jax.device_put(x, roles.learner) for x in tree["runner_states"]]
     unstack = lambda stacked, n: [  # noqa: E731
@@ -116,9 +106,4 @@ def load_state_dict(system: System, tree: dict, meta: dict) -> None:
         for (a, v), t in zip(meta["pending"], trajs, strict=True)
     ]
     system.next_actor = meta["next_actor"]
-    with system.lock:
-        for k, v in meta["counters"].items():
-            setattr(system.counters, k, v)
-        system.episodes = collections.deque(
-            [tuple(e) for e in meta["episodes"]], maxlen=system.schedule.stats_window
-        )
+    system.stats.load(meta, meta["actor_version"])

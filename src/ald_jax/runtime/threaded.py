@@ -64,7 +64,7 @@ class ThreadedRun(Supervisor):
         """A crashed actor's streams start new episodes (fresh environments), on a new thread."""
         s = self.system
         self._key, key = jax.random.split(self._key)
-        s.carries[i] = s.c.init_carry(key, s.schedule.envs_per_actor, i)
+        s.carries[i] = s.comps.init_carry(key, s.schedule.envs_per_actor, i)
         self._spawn_actor(i)
 
     def _spawn_actor(self, i: int) -> None:
@@ -86,10 +86,10 @@ class ThreadedRun(Supervisor):
         s = self.system
         while not self.stop.is_set():
             self._beat()
-            group = self.calls.take_group(s.c.group_calls, timeout=0)
+            group = self.calls.take_group(s.comps.group_calls, timeout=0)
             if group is None:  # about to wait for actors: finish the device work first
                 s.flush("runner")
-                group = self.calls.take_group(s.c.group_calls, timeout=self.TIMEOUT)
+                group = self.calls.take_group(s.comps.group_calls, timeout=self.TIMEOUT)
             if group is None:
                 continue
             for batch in s.run_runner(group):

@@ -15,7 +15,6 @@ import numpy as np
 from jax.sharding import SingleDeviceSharding
 
 from ald_jax import trajectory
-from ald_jax.runtime.evaluation import play
 from ald_jax.runtime.system import System, stage_context
 from ald_jax.types import PyTree, Trajectory
 
@@ -33,7 +32,7 @@ def warm_up(system: System) -> None:
     batches.
     """
     _compile_all(lambda compile_: _lower_stages(system, compile_))
-    sch, c, roles = system.schedule, system.c, system.roles
+    sch, c, roles = system.schedule, system.comps, system.roles
     guard = sch.transfer_guard
     with stage_context(roles.actor, guard):
         latest = system.actor_server.latest()
@@ -64,7 +63,7 @@ def _lower_stages(system: System, compile_: Callable) -> None:
     """Lowers each stage's jitted function for the arguments its thread passes it and hands it
     to ``compile_`` at once (see ``warm_up``). Nothing when the actors step their environments
     on the host (envpool: the rollout is not one jitted function whose outputs can be traced)."""
-    sch, c, roles = system.schedule, system.c, system.roles
+    sch, c, roles = system.schedule, system.comps, system.roles
     if not hasattr(c.rollout, "lower"):
         return
     guard = sch.transfer_guard
@@ -93,7 +92,7 @@ def _lower_stages(system: System, compile_: Callable) -> None:
 
 
 def _lower_evaluation(system: System, stripped: Trajectory, compile_: Callable) -> None:
-    c, roles = system.c, system.roles
+    c, roles = system.comps, system.roles
     index = {
         device: jax.ShapeDtypeStruct((), np.int32, sharding=SingleDeviceSharding(device))
         for device in system.eval_keys
@@ -133,12 +132,10 @@ def _compile_all(lower: Callable[[Callable], None]) -> None:
 
 def _warm_up_evaluation(system: System, batch: Trajectory) -> None:
     """Compiles the evaluation functions in the eval thread's context (see ``warm_up``)."""
-    c, roles = system.c, system.roles
+    c, roles = system.comps, system.roles
     with stage_context(roles.learner, system.schedule.transfer_guard):
-        _, target = system.runner_server.get()
-        jax.block_until_ready(play(system, c.evaluate_learner, target, roles.learner, 0))
-        params = system.actor_server.latest().params
-        jax.block_until_ready(play(system, c.evaluate_actor, params, roles.actor, 0))
+        jax.block_until_ready(system.play("learner_eval", 0))
+        jax.block_until_ready(system.play("actor_eval", 0))
         if c.kl_newest is not None:
             mesh = roles.distill_mesh()
             stripped = trajectory.without_learner_state(batch)

@@ -1,0 +1,172 @@
+"""The failure-rate study of issue 41: how many seeds of each method and schedule reach 90%
+training success, how fast, and what the failed ones looked like.
+
+    python -m experiments.failure_rate [--root docs/results/failure_rate] [--out DIR]
+
+Reads ``<root>/<schedule>/imaze9/<method>-s<seed>/metrics.csv`` (experiments/study_issue41.sh
+writes them) and writes ``<out>/report.md``, ``<out>/stats.json`` and, for every seed that did not
+reach 90% by its budget, ``<out>/failed_<schedule>_<method>-s<seed>.png`` (learner and actor
+entropy, training success and ``loss/policy`` against env steps). Env steps to 90%: median and
+IQM over the seeds that reached it, with 95% bootstrap intervals; ALD / GTrXL: the ratio of
+medians over the seeds both methods ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+
+import numpy as np
+
+from experiments.plots import bootstrap_ci, first_reaching, iqm, load_runs
+
+LEVEL = 0.9
+BY = (2_500_000, 3_000_000)
+CURVES = (("entropy/learner", "entropy/actor"), ("success_rate",), ("loss/policy",))
+
+
+def seed_summary(cols: dict) -> dict:
+    """One seed: env steps to 90% (nan if never), whether by each of ``BY``, its last env steps,
+    the median policy lag and the lowest learner entropy."""
+    steps = first_reaching(cols, "success_rate", LEVEL, "env_steps")
+    lag = cols.get("policy_lag", np.array([math.nan]))
+    entropy = cols.get("entropy/learner", np.array([math.nan]))
+    return {
+        "steps_to_90": steps,
+        **{f"by_{b // 100_000 / 10:g}M": bool(steps <= b) for b in BY},
+        "last_env_steps": float(cols["env_steps"][-1]),
+        "last_success": float(np.nan_to_num(cols.get("success_rate", [math.nan])[-1], nan=-1)),
+        "policy_lag": float(np.nanmedian(lag)) if np.isfinite(lag).any() else math.nan,
+        "min_entropy_learner": float(np.nanmin(entropy)) if np.isfinite(entropy).any() else None,
+    }
+
+
+def estimate(values: list[float]) -> dict:
+    """Median and IQM with 95% bootstrap intervals (nan without values)."""
+    v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
+    if not len(v):
+        return {"n": 0, "median": math.nan, "iqm": math.nan, "median_ci": [math.nan] * 2}
+    lo, hi = bootstrap_ci([v], lambda r: np.median(r, axis=1))
+    ilo, ihi = bootstrap_ci([v], lambda r: iqm(r, axis=1))
+    return {"n": int(len(v)), "median": float(np.median(v)), "median_ci": [float(lo), float(hi)],
+            "iqm": float(iqm(v)), "iqm_ci": [float(ilo), float(ihi)]}  # fmt: skip
+
+
+def group_stats(seeds: dict[int, dict]) -> dict:
+    """A method's seeds that finished (reached 90%, or ran their whole budget); runs still going
+    are counted in ``running`` only."""
+    every = {s: seed_summary(c) for s, c in sorted(seeds.items())}
+    rows = {s: r for s, r in every.items() if r["by_3M"] or r["last_env_steps"] >= BY[-1]}
+    return {
+        "seeds": rows,
+        "ran": len(rows),
+        "running": len(every) - len(rows),
+        **{f"reached_by_{b // 100_000 / 10:g}M": sum(r[f"by_{b // 100_000 / 10:g}M"]
+                                                     for r in rows.values()) for b in BY},
+        "steps_to_90": estimate([r["steps_to_90"] for r in rows.values()]),
+        "policy_lag": float(np.nanmedian([r["policy_lag"] for r in rows.values()] or [math.nan])),
+    }  # fmt: skip
+
+
+def ratio(a: dict, b: dict) -> dict:
+    """ALD / GTrXL median env steps to 90% over the seeds both have (a seed that never reached
+    it counts as its budget: a lower bound on its time)."""
+    common = sorted(set(a["seeds"]) & set(b["seeds"]))
+    if not common:
+        return {"n": 0}
+    x = [_or_budget(a["seeds"][s]) for s in common]
+    y = [_or_budget(b["seeds"][s]) for s in common]
+    lo, hi = bootstrap_ci([x, y], lambda p, q: np.median(p, 1) / np.median(q, 1))
+    return {"n": len(common), "seeds": common, "ratio": float(np.median(x) / np.median(y)),
+            "ci": [float(lo), float(hi)]}  # fmt: skip
+
+
+def _or_budget(row: dict) -> float:
+    return row["steps_to_90"] if math.isfinite(row["steps_to_90"]) else row["last_env_steps"]
+
+
+def plot_failure(cols: dict, title: str, path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(CURVES), 1, figsize=(7, 7), sharex=True)
+    for ax, names in zip(axes, CURVES, strict=True):
+        for name in names:
+            if name in cols:
+                ax.plot(cols["env_steps"], cols[name], label=name, lw=1)
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("env steps")
+    axes[0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def study(root: str) -> dict:
+    out = {}
+    for schedule in sorted(os.listdir(root)):
+        exp_dir = os.path.join(root, schedule, "imaze9")
+        if os.path.isdir(exp_dir):
+            out[schedule] = {g: group_stats(s) for g, s in load_runs(exp_dir).items()}
+    return out
+
+
+def report(stats: dict) -> str:
+    lines = ["| schedule | method | seeds finished | still running | 90% by 2.5M | 90% by 3M | "
+             "env steps to 90%: median [95% CI] | IQM [95% CI] | policy lag (median) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for schedule, groups in stats.items():
+        for method, g in groups.items():
+            e = g["steps_to_90"]
+            lines.append(
+                f"| {schedule} | {method} | {g['ran']} | {g['running']} | "
+                f"{g['reached_by_2.5M']}/{g['ran']} | {g['reached_by_3M']}/{g['ran']} | "
+                f"{_m(e['median'])} [{_m(e['median_ci'][0])}, {_m(e['median_ci'][1])}] | "
+                f"{_m(e['iqm'])} | {g['policy_lag']:.1f} |"
+            )
+    for schedule, groups in stats.items():
+        if "ald" in groups and "gtrxl" in groups:
+            r = ratio(groups["ald"], groups["gtrxl"])
+            if r["n"]:
+                lines.append(f"\n{schedule}: ALD / GTrXL median env steps to 90% over seeds "
+                             f"{r['seeds']}: **{r['ratio']:.2f}** [{r['ci'][0]:.2f}, "
+                             f"{r['ci'][1]:.2f}]")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _m(x: float) -> str:
+    return "-" if not math.isfinite(x) else f"{x / 1e6:.2f}M"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.failure_rate", description=__doc__)
+    p.add_argument("--root", default=os.path.join("docs", "results", "failure_rate"))
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    out = args.out or args.root
+    os.makedirs(out, exist_ok=True)
+    stats = study(args.root)
+    for schedule, groups in stats.items():
+        runs = load_runs(os.path.join(args.root, schedule, "imaze9"))
+        for method, g in groups.items():
+            for seed, row in g["seeds"].items():
+                if not row["by_3M"] and row["last_env_steps"] >= BY[-1]:
+                    name = f"failed_{schedule}_{method}-s{seed}.png"
+                    plot_failure(runs[method][seed], f"{schedule} {method} seed {seed}",
+                                 os.path.join(out, name))  # fmt: skip
+    with open(os.path.join(out, "stats.json"), "w") as f:
+        json.dump(stats, f, indent=2, default=float)
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(report(stats))
+    print(report(stats))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

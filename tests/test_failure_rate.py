@@ -1,0 +1,43 @@
+"""The failure-rate report of issue 41 (experiments/failure_rate.py) on hand-made runs."""
+
+import json
+import os
+
+import pytest
+
+from experiments import failure_rate
+
+
+def _run(root, schedule, name, reach_at, last=3_000_000):
+    d = root / schedule / "imaze9" / name
+    os.makedirs(d)
+    lines = ["env_steps,success_rate,policy_lag,entropy/learner,entropy/actor,loss/policy"]
+    for steps in range(500_000, last + 1, 500_000):
+        success = 0.95 if reach_at is not None and steps >= reach_at else 0.0
+        lines.append(f"{steps},{success},12,1.0,1.1,1.4")
+    (d / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_counts_times_ratio_and_failure_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    _run(tmp_path, "threaded", "ald-s10", 1_000_000)
+    _run(tmp_path, "threaded", "ald-s11", None)  # never: a failure with its plot
+    _run(tmp_path, "threaded", "ald-s12", 3_000_000)  # by 3M, not by 2.5M
+    _run(tmp_path, "threaded", "ald-s13", None, last=1_000_000)  # still running: not counted
+    _run(tmp_path, "threaded", "gtrxl-s10", 500_000)
+    _run(tmp_path, "threaded", "gtrxl-s11", 1_500_000)
+    assert failure_rate.main(["--root", str(tmp_path)]) == 0
+    stats = json.loads((tmp_path / "stats.json").read_text())["threaded"]
+    ald = stats["ald"]
+    assert (ald["ran"], ald["running"]) == (3, 1)
+    assert (ald["reached_by_2.5M"], ald["reached_by_3M"]) == (1, 2)
+    assert ald["steps_to_90"]["median"] == 2_000_000  # of 1M and 3M: seeds that reached it
+    assert ald["policy_lag"] == 12
+    # ratio over seeds 10 and 11 (both methods): ALD 1M and 3M (budget, a lower bound) vs
+    # GTrXL 0.5M and 1.5M -> medians 2M / 1M
+    r = failure_rate.ratio(ald, stats["gtrxl"])
+    assert r["seeds"] == ["10", "11"] or r["seeds"] == [10, 11]
+    assert r["ratio"] == pytest.approx(2.0)
+    assert (tmp_path / "failed_threaded_ald-s11.png").exists()
+    assert not (tmp_path / "failed_threaded_ald-s12.png").exists()
+    assert "| threaded | ald | 3 | 1 | 1/3 | 2/3 |" in (tmp_path / "report.md").read_text()
