@@ -16,7 +16,7 @@ GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 endif
 ifeq ($(GPU),1)
 FLAVOUR := cuda12
-EXTRAS  := test,dev,envs,envpool,ray,tensorboard,cuda12
+EXTRAS  := test,dev,envs,envpool,ray,tensorboard,export,cuda12
 LOCKS   := requirements.lock requirements-cuda12.lock
 # GPU memory on demand, not 75% up front per process (make test runs 2), unless the user chose.
 ifeq ($(filter-out undefined,$(foreach v,PREALLOCATE MEM_FRACTION ALLOCATOR,$(origin XLA_PYTHON_CLIENT_$(v)))),)
@@ -24,7 +24,7 @@ export XLA_PYTHON_CLIENT_PREALLOCATE := false
 endif
 else
 FLAVOUR := cpu
-EXTRAS  := test,dev,envs,envpool,ray,tensorboard
+EXTRAS  := test,dev,envs,envpool,ray,tensorboard,export
 LOCKS   := requirements.lock
 export JAX_PLATFORMS ?= cpu
 endif
@@ -33,7 +33,7 @@ STAMP  := $(VENV)/.installed-$(FLAVOUR)
 
 # What a target waits for: the venv's stamp, or with NOVENV=1 the check of $(PYTHON).
 CHECKS := check-run check-test check-test-fast check-bench check-gpu-check check-lint \
-	check-format check-compare check-paper
+	check-format check-compare check-paper check-export
 ifeq ($(NOVENV),1)
 PY := $(PYTHON)
 export PYTHONPATH := $(CURDIR)/src:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
@@ -43,7 +43,7 @@ ready = $(STAMP)
 endif
 
 .PHONY: venv run test test-fast test-latest bench lint format clean compare paper gpu-check \
-	doctor $(CHECKS)
+	doctor export $(CHECKS)
 
 venv: $(STAMP)
 
@@ -67,6 +67,11 @@ test-fast: $(call ready,test-fast)
 
 bench: $(call ready,bench)
 	$(PY) -m ald_jax.bench $(ARGS)
+
+# The acting network of a run's checkpoint as ONNX + jax.export (README.md, "Deploying the actor"):
+# make export RUN=runs/debug-ald-s0-... [STEP=N] [OUT=DIR]
+export: $(call ready,export)
+	$(PY) -m ald_jax.export $(RUN) $(if $(STEP),--step $(STEP)) $(if $(filter command line,$(origin OUT)),--out $(OUT))
 
 # Devices, roles and a short ALD vs GTrXL throughput check -> results/gpu_check.json
 gpu-check: $(call ready,gpu-check)

@@ -4,7 +4,9 @@ Each section measures medians over repeats after a warm-up. Sections: ``envs`` (
 ``networks`` (acting-step latency), ``learners`` (update agent-steps/s), ``actors`` (actor-thread
 env steps/s), ``system`` (the threaded system's env steps/s, 60 s each after warm-up), ``fused``
 (``mode=fused`` env steps/s of ALD on imaze9 with 1 and with 4 seeds in one program),
-``startup`` (seconds to the first learner update of ``debug``, fresh compile cache and warm).
+``startup`` (seconds to the first learner update of ``debug``, fresh compile cache and warm),
+``deploy`` (batch-1 latency of the exported actor on one CPU thread, ONNX Runtime and
+``jax.export``; needs the ``export`` extra).
 ``python -m ald_jax.bench --only envs,networks`` runs a subset.
 """
 
@@ -16,7 +18,7 @@ import json
 import os
 import time
 
-SECTIONS = ("envs", "networks", "learners", "actors", "system", "fused", "startup")
+SECTIONS = ("envs", "networks", "learners", "actors", "system", "fused", "startup", "deploy")
 
 
 def main(argv: list[str] | None = None) -> int:

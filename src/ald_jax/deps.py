@@ -30,6 +30,9 @@ NEEDED_BY = {
     "xminigrid": "env=xminigrid:<id>",
     "ray": "runtime=ray",
     "tensorboardX": "TensorBoard logs (<run_dir>/tb); without it: CSV and JSONL only",
+    "jax2onnx": "python -m ald_jax.export (actor.onnx)",
+    "onnx": "python -m ald_jax.export (actor.onnx)",
+    "onnxruntime": "python -m ald_jax.play and the exported actor's wrapper",
 }
 
 #: make target -> the requirement groups it needs ("core" = the project's dependencies, else
@@ -40,6 +43,7 @@ TARGETS = {
     "compare": ("core",),
     "paper": ("core",),
     "gpu-check": ("core",),
+    "export": ("core", "export"),
     "doctor": (),
     "test": ("core", "test"),
     "test-fast": ("core", "test"),
@@ -47,7 +51,7 @@ TARGETS = {
     "format": ("dev",),
 }
 #: extras whose packages the tests use when present and skip without.
-OPTIONAL_EXTRAS = ("envpool", "envs", "ray", "tensorboard")
+OPTIONAL_EXTRAS = ("envpool", "envs", "ray", "tensorboard", "export")
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
