@@ -115,13 +115,14 @@ def learn(ctx: Ctx, kind: str, result: dict, trained_s: float) -> None:
 
 def _marker(ctx: Ctx, kind: str) -> str:
     """A file in the cache saying that ``kind``'s programs are in it: the shape's overrides,
-    this Python and jaxlib, hashed (another JAX or task compiles afresh)."""
+    this Python, jaxlib, device and commit, hashed (any other compiles afresh)."""
     exp, overrides = shapes(ctx.s, (2, 3, 4)).get(kind, (ctx.s.exp, list(ctx.s.base)))
     try:
         jaxlib = importlib.metadata.version("jaxlib")
     except importlib.metadata.PackageNotFoundError:
         jaxlib = "?"
-    key = json.dumps([kind, exp, overrides, sys.version, jaxlib, ctx.slug])
+    commit = ctx.report["meta"].get("commit", "")  # another commit: other programs
+    key = json.dumps([kind, exp, overrides, sys.version, jaxlib, ctx.slug, commit])
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return os.path.join(ctx.cache, "gpu-paper-warm", f"{kind.replace(':', '-')}-{digest}")
 
