@@ -33,7 +33,7 @@ STAMP  := $(VENV)/.installed-$(FLAVOUR)
 
 # What a target waits for: the venv's stamp, or with NOVENV=1 the check of $(PYTHON).
 CHECKS := check-run check-test check-test-fast check-bench check-gpu-check check-lint \
-	check-format check-compare check-paper check-export
+	check-format check-compare check-paper check-export check-gpu-paper
 ifeq ($(NOVENV),1)
 PY := $(PYTHON)
 export PYTHONPATH := $(CURDIR)/src:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
@@ -43,7 +43,7 @@ ready = $(STAMP)
 endif
 
 .PHONY: venv run test test-fast test-latest bench lint format clean compare paper gpu-check \
-	doctor export $(CHECKS)
+	gpu-paper doctor export $(CHECKS)
 
 venv: $(STAMP)
 
@@ -76,6 +76,13 @@ export: $(call ready,export)
 # Devices, roles and a short ALD vs GTrXL throughput check -> results/gpu_check.json
 gpu-check: $(call ready,gpu-check)
 	$(PY) -m experiments.gpu_check $(ARGS)
+
+# The paper's claims from one GPU command within DEADLINE seconds (default 540) ->
+# results/gpu_paper/<date>-<device>/report.md (GPU_PAPER_SMOKE=1: the same on the CPU, tiny tasks;
+# ARGS="--plan": expected seconds only; ARGS="--append-results": also a section of docs/results.md)
+DEADLINE ?=
+gpu-paper: $(call ready,gpu-paper)
+	$(PY) -m experiments.gpu_paper $(if $(DEADLINE),--deadline $(DEADLINE)) $(ARGS)
 
 lint: $(call ready,lint)
 	$(PY) -m ruff check src envs_jax experiments tests

@@ -44,6 +44,7 @@ TARGETS = {
     "paper": ("core",),
     "gpu-check": ("core",),
     "export": ("core", "export"),
+    "gpu-paper": ("core",),
     "doctor": (),
     "test": ("core", "test"),
     "test-fast": ("core", "test"),

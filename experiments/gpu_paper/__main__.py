@@ -1,0 +1,3 @@
+from experiments.gpu_paper.cli import main
+
+raise SystemExit(main())
