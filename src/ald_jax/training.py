@@ -125,9 +125,18 @@ def _check_before_compiling(cfg: Config):
 def _finished(cfg: Config, meta: dict) -> bool:
     """A checkpoint that already meets its budget (every seed of a fused run stopped)."""
     if cfg.mode == "fused":
-        return not any(s["active"] for s in meta["seeds"])
+        budget = _budget(cfg)
+        return not any(s["active"] or not _seed_reached(budget, s) for s in meta["seeds"])
     successes = [bool(s) for _, s, _ in meta["episodes"]]
     return _budget(cfg).reached(meta["env_steps"], meta["wall_time"], successes)
+
+
+def _seed_reached(budget: Budget, seed: dict) -> bool:
+    """A fused seed's checkpointed host side meets ``budget`` (the fused program's ``SeedState``
+    asks the same when it loads it)."""
+    successes = [bool(e[1]) for e in seed["episodes"]]
+    row = seed["row"]
+    return budget.reached(int(row.get("env_steps", 0)), row.get("wall_time", 0.0), successes)
 
 
 def _already_finished(run_dir: str, meta: dict, log) -> list[dict]:

@@ -44,9 +44,18 @@ class SeedState:
         }
 
     def load(self, state: dict) -> None:
+        """A checkpoint's host side; a seed that had stopped trains on if its rule is no longer
+        met (a resume that raised ``total_env_steps`` or ``max_seconds``)."""
         self.episodes = [tuple(e) for e in state["episodes"]][-self.window :]
         self.count, self.skipped = state["count"], state["skipped"]
-        self.row, self.active = state["row"], state["active"]
+        self.row = state["row"]
+        self.active = state["active"] or not self.reached()
+
+    def reached(self) -> bool:
+        """Its stop rule holds at its last row."""
+        successes = [s for _, s, _ in self.episodes]
+        steps, wall = self.row.get("env_steps", 0), self.row.get("wall_time", 0.0)
+        return self.budget.reached(int(steps), float(wall), successes)
 
     def add(self, out: dict, elapsed: float, batch_steps: int) -> None:
         """One iteration's host outputs (numpy) of this seed."""
