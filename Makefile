@@ -43,7 +43,7 @@ ready = $(STAMP)
 endif
 
 .PHONY: venv run test test-fast test-latest bench lint format clean compare paper gpu-check \
-	gpu-paper doctor export $(CHECKS)
+	gpu-paper doctor export soak $(CHECKS)
 
 venv: $(STAMP)
 
@@ -126,6 +126,17 @@ compare: $(call ready,compare)
 	$(PY) -m experiments.compare --exp $(EXP) --methods $(METHODS) --seeds $(SEEDS) --out $(OUT) \
 		$(if $(BUDGET),--budget $(BUDGET)) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(ARGS),--set $(ARGS)) \
 		$(if $(TARGET),--target $(TARGET)) $(if $(FUSED),--fused)
+
+# make soak MINUTES=60 [SOAK_EXP=imaze9 SOAK_MODES=threaded,fused ARGS="key=value ..."]: a long
+# run of each mode, its RSS, threads and open files sampled every 10 s (experiments/soak.py)
+# -> $(SOAK_OUT)/samples.csv, soak.png, summary.json. The modes run one after the other.
+MINUTES    ?= 60
+SOAK_EXP   ?= imaze9
+SOAK_MODES ?= threaded,fused
+SOAK_OUT   ?= results/soak
+soak: $(call ready,run)
+	$(PY) -m experiments.soak --minutes $(MINUTES) --exp $(SOAK_EXP) --modes $(SOAK_MODES) \
+		--out $(SOAK_OUT) $(if $(ARGS),--set $(ARGS))
 
 # Every comparison of docs/results.md, resumable (hours on a 2-core CPU).
 paper: $(call ready,paper)

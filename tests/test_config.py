@@ -66,6 +66,8 @@ BAD_OVERRIDES = [
     ("distill_burn_in=20", "unroll_length"),
     ("vmpo_importance=maybe", "true/false"),
     ("vtrace_pg_rho=2", "true/false"),
+    ("on_checkpoint_failure=ignore", "'warn'"),
+    ("checkpoint_max_failures=0", "failed writes in a row"),
 ]
 
 

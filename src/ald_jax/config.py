@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import re
@@ -25,6 +26,8 @@ RUNTIMES = ("threads", "ray")
 PROFILES = ("laptop", "paper", "gpu")
 TRANSFER_GUARDS = ("allow", "log", "disallow")
 ON_NAN = ("stop", "skip")
+# what a run does once checkpoint_max_failures writes in a row have failed (ald_jax.checkpoint)
+ON_CHECKPOINT_FAILURE = ("stop", "warn")
 # observation torso of both networks (ald_jax.networks.torso.TORSOS; kept here so that config
 # imports no JAX): auto = conv for rank-3 images with both spatial sides >= 7, else mlp
 TORSOS = ("auto", "mlp", "conv")
@@ -35,6 +38,25 @@ KL_DIRECTIONS = ("actor_learner", "learner_actor")
 
 class ConfigError(ValueError):
     """A configuration value that is not allowed; the message names field, value and rule."""
+
+
+# jax.random.PRNGKey keeps the low 32 bits of a larger seed (2**32 + 5 is seed 5), and the fused
+# program steps seeds seed .. seed+seeds-1 as int32
+MAX_SEED = 2**31 - 1
+# integers a config holds (counts, budgets, seeds) fit in 64 bits: what arrays and C hold
+MAX_INT = 2**63 - 1
+
+
+def show(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message: one line, at most about ``limit`` characters (an integer
+    too long to write out, or a long string, is shortened and says how long it was)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        return f"<an integer of {value.bit_length()} bits>"
+    text = repr(value)
+    if len(text) > limit:
+        size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters"
+        text = f"{text[: limit - 20]}... ({size})"
+    return text
 
 
 @dataclass(frozen=True)
@@ -158,6 +180,12 @@ class Config:
     checkpoint_seconds: float = 600.0  # save at least this often (0 = only by updates/at the end)
     checkpoint_updates: int = 0  # also save every N learner updates (0 = off)
     checkpoint_keep: int = 3
+    # a checkpoint write that fails (full disk, quota, permission) is said in one line (path,
+    # reason, free space) and training goes on, the next due checkpoint trying again; after
+    # checkpoint_max_failures failures in a row, "stop" ends the run (exit code 3) and "warn"
+    # goes on warning (docs/design.md, "Checkpoint files and failures")
+    on_checkpoint_failure: str = "stop"
+    checkpoint_max_failures: int = 3
     # a run directory to continue, or "auto": continue run_dir if it holds a checkpoint, else
     # start there (the same command for a job's first submission and every requeue)
     resume: str = ""
@@ -188,7 +216,7 @@ class Config:
 
 
 _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
-    "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "seed": (lambda v: 0 <= v <= MAX_SEED, f"an integer in [0, {MAX_SEED}] (a 32-bit PRNG seed)"),
     "seeds": (lambda v: 1 <= v <= 4096, "an integer in [1, 4096] (seeds in one program)"),
     "total_env_steps": (lambda v: v > 0, "an integer > 0"),
     "max_seconds": (lambda v: v >= 0, "a number >= 0 (0 = no limit)"),
@@ -243,6 +271,7 @@ _RULES: dict[str, tuple[typing.Callable[[typing.Any], bool], str]] = {
     "max_actor_restarts": (lambda v: v >= 0, "an integer >= 0"),
     "checkpoint_updates": (lambda v: v >= 0, "an integer >= 0 (0 = none by updates)"),
     "checkpoint_keep": (lambda v: v >= 1, "an integer >= 1"),
+    "checkpoint_max_failures": (lambda v: v >= 1, "an integer >= 1 (failed writes in a row)"),
 }
 _CHOICES = {
     "method": METHODS,
@@ -252,6 +281,7 @@ _CHOICES = {
     "vtrace": ("auto", "on", "off"),
     "on_nan": ON_NAN,
     "on_actor_failure": ("restart", "stop"),
+    "on_checkpoint_failure": ON_CHECKPOINT_FAILURE,
     "transfer_guard": TRANSFER_GUARDS,
     "torso": TORSOS,
     "seed_axis": SEED_AXES,
@@ -264,9 +294,11 @@ def field_names() -> list[str]:
     return [f.name for f in fields(Config)]
 
 
+@functools.cache
 def _field_type(name: str) -> type:
-    hints = typing.get_type_hints(Config)
-    t = hints[name]
+    """The type of field ``name`` (cached: evaluating every annotation of ``Config`` for each
+    field made ``validate`` take 0.2 s)."""
+    t = typing.get_type_hints(Config)[name]
     if isinstance(t, types.UnionType):  # pragma: no cover - no unions today
         t = next(a for a in typing.get_args(t) if a is not type(None))
     return t
@@ -284,17 +316,26 @@ def parse_value(name: str, text: str):
                 return False
             raise ValueError
         if t is int:
-            value = float(text)
-            if not value.is_integer():
-                raise ValueError
-            return int(value)
+            return _parse_int(text)
         if t is float:
             return float(text)
         return str(text)
     except ValueError:
         raise ConfigError(
-            f"{name}={text!r}: expected {t.__name__}" + (" (true/false)" if t is bool else "")
+            f"{name}={show(text)}: expected {t.__name__}" + (" (true/false)" if t is bool else "")
         ) from None
+
+
+def _parse_int(text: str) -> int:
+    """``"12"`` exactly (not rounded through a float: 9007199254740993 stays itself), or a whole
+    number written as a float (``"1e6"``, ``"64.0"``); ValueError otherwise."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+    if not value.is_integer():
+        raise ValueError(text)
+    return int(value)
 
 
 def apply_overrides(config: Config, overrides: list[str] | dict) -> Config:
@@ -304,17 +345,17 @@ def apply_overrides(config: Config, overrides: list[str] | dict) -> Config:
     else:
         items = []
         for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r}: expected key=value, e.g. seed=1")
+            if not isinstance(item, str) or "=" not in item:
+                raise ConfigError(f"override {show(item)}: expected key=value, e.g. seed=1")
             key, value = item.split("=", 1)
             items.append((key.strip(), value))
     names = field_names()
     changes = {}
     for key, value in items:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=3)
+        if not isinstance(key, str) or key not in names:
+            close = difflib.get_close_matches(key, names, n=3) if isinstance(key, str) else []
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"unknown config key {key!r}{hint} (see ald_jax/config.py)")
+            raise ConfigError(f"unknown config key {show(key)}{hint} (see ald_jax/config.py)")
         changes[key] = parse_value(key, value) if isinstance(value, str) else value
     config = dataclasses.replace(config, **changes)
     if "profile" in changes and config.profile != "laptop":
@@ -399,27 +440,22 @@ def validate(config: Config) -> Config:
     """
     for f in fields(Config):
         value = getattr(config, f.name)
-        t = _field_type(f.name)
-        if t is bool:
-            ok = isinstance(value, bool)
-        elif t is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif t is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, str)
-        if not ok:
-            raise ConfigError(
-                f"{f.name}={value!r}: expected {t.__name__}, got {type(value).__name__}"
-            )
+        _check_type(f.name, value, _field_type(f.name))
         if f.name in _CHOICES and value not in _CHOICES[f.name]:
-            raise ConfigError(f"{f.name}={value!r}: allowed values are {list(_CHOICES[f.name])}")
+            raise ConfigError(
+                f"{f.name}={show(value)}: allowed values are {list(_CHOICES[f.name])}"
+            )
         if f.name in _RULES:
             check, rule = _RULES[f.name]
             if not check(value):
-                raise ConfigError(f"{f.name}={value!r}: must be {rule}")
+                raise ConfigError(f"{f.name}={show(value)}: must be {rule}")
     _check_env(config)
     _check_restart_fields(config)
+    if config.seed + config.seeds - 1 > MAX_SEED:
+        raise ConfigError(
+            f"seed={config.seed}: seeds={config.seeds} from it would pass {MAX_SEED} (a 32-bit "
+            "PRNG seed); start lower"
+        )
     if config.seeds > 1 and config.mode != "fused":
         raise ConfigError(
             f"seeds={config.seeds}: several seeds in one program need mode='fused' "
@@ -449,6 +485,37 @@ def validate(config: Config) -> Config:
     return config
 
 
+def _check_type(name: str, value: object, t: type) -> None:
+    """``value`` is of the field's type ``t`` (an int for a float field too), and: a number is
+    finite and fits in 64 bits (no NaN, inf, or integer past C's), text has no NUL and is valid
+    Unicode (no lone surrogates from undecodable bytes: it is printed and used in paths)."""
+    if t is bool:
+        ok = isinstance(value, bool)
+    elif t is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif t is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(
+            f"{name}={show(value)}: expected {t.__name__}, got {type(value).__name__}"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={show(value)}: must be a finite number")
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise ConfigError(f"{name}={show(value)}: must be an integer within +-{MAX_INT}")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ConfigError(f"{name}={show(value)}: must not contain a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"{name}={show(value)}: must be valid text (UTF-8), not undecodable bytes"
+            ) from None
+
+
 def _check_runtime(config: Config) -> None:
     if config.runtime != "ray":
         if config.ray_address:
@@ -475,14 +542,14 @@ def _require_package(dist: str, field: str, value: object) -> None:
         raise ConfigError(message)
 
 
-DEVICE_NAME = re.compile(r"^(cpu|cuda|rocm|tpu):\d+$")
+DEVICE_NAME = re.compile(r"(cpu|cuda|rocm|tpu):[0-9]+")  # used with fullmatch: ASCII digits
 
 
 def _check_device_fields(config: Config) -> None:
     forms = "'cpu' or a device name such as 'cpu:0' / 'cuda:0'"
-    if config.actor_device != "cpu" and not DEVICE_NAME.match(config.actor_device):
+    if config.actor_device != "cpu" and not DEVICE_NAME.fullmatch(config.actor_device):
         raise ConfigError(f"actor_device={config.actor_device!r}: must be {forms}")
-    if config.learner_device != "auto" and not DEVICE_NAME.match(config.learner_device):
+    if config.learner_device != "auto" and not DEVICE_NAME.fullmatch(config.learner_device):
         raise ConfigError(
             f"learner_device={config.learner_device!r}: must be 'auto' or a device name such "
             "as 'cpu:0' / 'cuda:0'"
@@ -490,7 +557,7 @@ def _check_device_fields(config: Config) -> None:
     value = config.distill_devices
     if value == "auto":
         return
-    if value.isdigit():
+    if re.fullmatch("[0-9]+", value):  # not str.isdigit: "²" is a digit that int() refuses
         count = int(value)
         if count < 1:
             raise ConfigError(f"distill_devices={value!r}: a device count must be >= 1")
@@ -501,7 +568,7 @@ def _check_device_fields(config: Config) -> None:
             )
         return
     names = [n.strip() for n in value.split(",")]
-    bad = [n for n in names if not DEVICE_NAME.match(n)]
+    bad = [n for n in names if not DEVICE_NAME.fullmatch(n)]
     if bad or len(set(names)) != len(names):
         raise ConfigError(
             f"distill_devices={value!r}: must be 'auto', a count such as '2', or a comma list "

@@ -21,7 +21,13 @@ class MetricsWriter:
     """Appends one row per call to ``metrics.jsonl`` and ``metrics.csv`` and logs scalars to
     TensorBoard under ``run_dir/tb``. ``step`` is the env-step count (the x-axis of the paper).
     Without tensorboardX (an optional package) the TensorBoard logs are off and ``log`` says so
-    once, with the pip line that adds them."""
+    once, with the pip line that adds them.
+
+    Rows have strictly increasing env steps. A row at the env step of the last row this writer
+    wrote replaces it: a run writes a last row when it stops, and when a tick wrote one just
+    before with no env step in between, the last is the newer (threaded: it counts the updates
+    finished on the way out). A row at or below the last one kept from before a resume, or
+    below the last written, is not written (``write`` returns False)."""
 
     def __init__(
         self,
@@ -32,6 +38,8 @@ class MetricsWriter:
     ):
         self.run_dir = run_dir
         os.makedirs(run_dir, exist_ok=True)
+        self.last_step: int | None = None  # env steps of the last row written or kept
+        self._starts: tuple[int, int] | None = None  # its offsets (jsonl, csv), if written here
         if resume_env_steps is not None:
             self._truncate(resume_env_steps)
         self._jsonl = open(os.path.join(run_dir, "metrics.jsonl"), "a")
@@ -48,6 +56,8 @@ class MetricsWriter:
         path = os.path.join(self.run_dir, "metrics.jsonl")
         rows = read_jsonl(path) if os.path.exists(path) else []
         rows = [r for r in rows if r.get("env_steps", 0) <= env_steps]
+        if rows:
+            self.last_step = max(int(r.get("env_steps", 0)) for r in rows)
         with open(path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
         if os.path.exists(self._csv_path_for(self.run_dir)):
@@ -63,8 +73,16 @@ class MetricsWriter:
     def _csv_path_for(run_dir: str) -> str:
         return os.path.join(run_dir, "metrics.csv")
 
-    def write(self, row: Mapping[str, float], step: int) -> None:
+    def write(self, row: Mapping[str, float], step: int) -> bool:
+        """Appends ``row`` at env step ``step`` (replacing the last row this writer wrote at the
+        same step); False (nothing written) when ``step`` is below the last row's."""
+        if self.last_step is not None and step <= self.last_step:
+            if step < self.last_step or self._starts is None:
+                return False
+            self._drop_last()
+        self.last_step = step
         clean = {k: (to_float(v) if not isinstance(v, str) else v) for k, v in row.items()}
+        jsonl_start = os.path.getsize(self._jsonl.name)  # flushed after every row
         self._jsonl.write(json.dumps(clean) + "\n")
         self._jsonl.flush()
         if self._csv_fields is None:
@@ -82,6 +100,7 @@ class MetricsWriter:
         new = [k for k in clean if k not in self._csv_fields]
         if new:  # e.g. the learner's metrics after a first row written before any update
             self._extend_csv(new)
+        self._starts = (jsonl_start, os.path.getsize(self._csv_path))
         self._csv_writer.writerow({k: clean.get(k, "") for k in self._csv_fields})
         self._csv.flush()
         if self._tb is not None:
@@ -89,6 +108,15 @@ class MetricsWriter:
                 if isinstance(v, float) and math.isfinite(v):
                     self._tb.add_scalar(k, v, step)
             self._tb.flush()
+        return True
+
+    def _drop_last(self) -> None:
+        """Cuts the last row this writer wrote from both files (opened to append: the next row
+        goes where it was)."""
+        jsonl_start, csv_start = self._starts
+        os.truncate(self._jsonl.name, jsonl_start)
+        os.truncate(self._csv_path, csv_start)
+        self._starts = None
 
     def _extend_csv(self, new: list[str]) -> None:
         """Rewrites ``metrics.csv`` with ``new`` columns added (empty in the earlier rows)."""

@@ -13,7 +13,7 @@ import os
 import time
 from typing import NamedTuple
 
-from ald_jax.checkpoint import Checkpointer, CheckpointError, check_resume
+from ald_jax.checkpoint import Checkpointer, CheckpointError, check_resume, checkpointer_for
 from ald_jax.config import Config, ConfigError, profile_line, validate
 from ald_jax.driver import Budget, Signals, drive
 from ald_jax.process import configure_cpu_threads, configure_gpu_memory, configure_jax
@@ -67,7 +67,7 @@ def train_seeds(cfg: Config, *, progress: bool = True, log=print, **build) -> li
         return _already_finished(cfg.run_dir, meta, log)
     _write_configs(cfg, dirs, roles)
     program = _build(cfg, roles, log, **build)
-    checkpointer = _checkpointer(cfg, dirs[0])
+    checkpointer = checkpointer_for(cfg, dirs[0], log)  # on_checkpoint_failure etc.
     offset = restore(program, checkpointer, meta, log)
     tracks = _tracks(cfg, dirs, program, meta, auto, log)
     reporter = Reporter(tracks, cfg.log_interval, cfg.total_env_steps, progress, log)
@@ -197,16 +197,6 @@ def _build_system(cfg: Config, roles, log):
 
         remote = ray_actors(cfg, system, log)
     return ThreadedProgram(system, _budget(cfg), log=log, remote=remote), shape
-
-
-def _checkpointer(cfg: Config, root: str) -> Checkpointer:
-    return Checkpointer(
-        root,
-        keep=cfg.checkpoint_keep,
-        config=cfg.to_dict(),
-        every_seconds=cfg.checkpoint_seconds,
-        every_updates=cfg.checkpoint_updates,
-    )
 
 
 def restore(program, checkpointer: Checkpointer, meta: dict | None, log) -> float:

@@ -17,7 +17,7 @@ import optax
 import pytest
 
 from ald_jax.builder import build, schedule_of
-from ald_jax.checkpoint import Checkpointer, CheckpointError
+from ald_jax.checkpoint import Checkpointer, CheckpointWriteError
 from ald_jax.config import Config, validate
 from ald_jax.runtime.lockstep import run_lockstep
 from ald_jax.runtime.system import System
@@ -124,6 +124,7 @@ def test_kill_9_and_sigterm_at_random_points_then_requeue_is_bit_identical(tmp_p
     with open(run_dir / "metrics.jsonl") as f:
         steps = [json.loads(line)["env_steps"] for line in f]
     assert all(a < b for a, b in zip(steps, steps[1:], strict=False)), steps
+    assert not glob.glob(str(run_dir / "checkpoints" / "tmp-*"))  # no partial one left behind
     again = subprocess.run(_cmd(run_dir, "resume=auto"), capture_output=True, text=True,
                            timeout=600)  # fmt: skip
     assert again.returncode == 0 and "already finished" in again.stdout  # a requeue of a done run
@@ -209,7 +210,11 @@ def test_full_disk_gives_a_clear_error_and_keeps_earlier_checkpoints(tmp_path, c
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ck._ocp.StandardCheckpointer, "save", no_space)
-    with pytest.raises(CheckpointError, match="No space left on device.*untouched"):
+    lines = []
+    ck.log, ck.max_failures = lines.append, 2
+    assert ck.save(system, 2.0) is None  # the first failure: said, and training goes on
+    assert "No space left on device" in lines[0] and ck.path(ck.saved_updates) in lines[0]
+    with pytest.raises(CheckpointWriteError, match="No space left on device.*intact"):
         ck.save(system, 2.0)
     assert ck.steps() == [int(os.path.basename(first)[len("step_") :])]
     assert not glob.glob(os.path.join(ck.directory, "tmp-*"))
@@ -294,3 +299,42 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path):
     assert more.returncode == 0, more.stdout + more.stderr
     assert "resumed from learner update" in more.stdout
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] >= 4000
+
+
+ORBAX_ENOSPC = ValueError(
+    'RESOURCE_EXHAUSTED: Error writing local file "manifest.ocdbt": Failed to write 233 bytes '
+    "to file 11: No space left on device [os_error_code='28']"
+)
+
+
+def test_failing_checkpoint_writes_warn_then_stop_with_exit_code_3(tmp_path, monkeypatch, capsys):
+    """A full disk at every checkpoint: with the default on_checkpoint_failure=stop the run
+    trains on through the first failure, stops at the second (checkpoint_max_failures=2) with
+    exit code 3 and the path; its metric rows are written. With warn it finishes (exit 0)."""
+    import orbax.checkpoint as ocp
+
+    from ald_jax.run import main
+
+    def no_space(*args, **kwargs):
+        raise ORBAX_ENOSPC
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, "save", no_space)
+    short = [a for a in ARGS if not a.startswith("total_env_steps")] + ["total_env_steps=600"]
+    run_dir = tmp_path / "stop"
+    code = main(["--exp", "debug", "--no-progress", *short, "checkpoint_max_failures=2",
+                 f"run_dir={run_dir}"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 3, out + err
+    assert out.count("not written to") == 1 and "No space left on device" in out
+    assert "failed 2 times in a row" in err and str(run_dir / "checkpoints") in err
+    steps = [json.loads(line)["env_steps"] for line in open(run_dir / "metrics.jsonl")]
+    assert steps and np.all(np.diff(steps) > 0)
+    assert not os.path.exists(run_dir / "checkpoints") or not os.listdir(run_dir / "checkpoints")
+
+    run_dir = tmp_path / "warn"
+    code = main(["--exp", "debug", "--no-progress", *short, "on_checkpoint_failure=warn",
+                 "checkpoint_max_failures=1", f"run_dir={run_dir}"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert out.count("not written to") >= 3 and "done: env_steps=" in out  # the final one too
+    assert json.loads((run_dir / "summary.json").read_text())["env_steps"] >= 600

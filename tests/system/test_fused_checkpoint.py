@@ -108,10 +108,12 @@ def test_kill_9_of_a_fused_run_then_resume_is_bit_identical(tmp_path):
     for seed in ("s0", "s1"):
         ref_rows, run_rows = _rows(ref_dir / seed), _rows(run_dir / seed)
         assert len(ref_rows) == 40 and run_rows == ref_rows  # every row, none twice or lost
+        assert np.all(np.diff([r["env_steps"] for r in run_rows]) > 0)
         summaries = [
             json.loads((d / seed / "summary.json").read_text()) for d in (ref_dir, run_dir)
         ]
         assert summaries[0]["env_steps"] == summaries[1]["env_steps"] == 64 * 4 * 40
+    assert not glob.glob(str(run_dir / "s0" / "checkpoints" / "tmp-*"))
     a, b = _final_leaves(ref_dir / "s0")["leaves"], _final_leaves(run_dir / "s0")["leaves"]
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):

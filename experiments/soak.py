@@ -1,0 +1,215 @@
+"""``make soak MINUTES=60``: does a long run leak? (issue 39)
+
+Runs ``python -m ald_jax.run`` for ``--minutes`` of training in each of ``--modes`` (one after
+the other: threaded and fused ALD on imaze9 by default) and samples the run's process every
+``--interval`` seconds with psutil: resident memory (RSS, its child processes' included), threads,
+open file descriptors, child processes, and from the run's newest metric row its env steps and
+any queue-length columns (``queue/*``; the runs log none yet: see ``QUEUE_NOTE``). Writes under
+``--out``:
+
+* ``samples.csv``: one row per sample and mode;
+* ``soak.png``: RSS, threads and open files against minutes, one line per mode;
+* ``summary.json`` and the same lines on stdout: per mode the RSS at 5 minutes and at the end,
+  its growth after the first 5 minutes (goal: <= 50 MB), the thread and fd counts (min, max) and
+  the maximum of each queue column.
+
+``python -m experiments.soak --minutes 0.2 --exp debug --modes threaded --interval 1`` is the
+smoke test's (tests/test_soak.py). The run's own output goes to ``<out>/<mode>/run.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+# queues: the run's queue/* columns of its newest metric row, as JSON ({} when it has none)
+COLUMNS = ["mode", "minutes", "rss_mb", "threads", "fds", "children", "env_steps", "queues"]
+WARMUP_MINUTES = 5.0
+QUEUE_NOTE = (
+    "queue lengths: none in the run's metric rows; a column per queue (queue/learner_batches: "
+    "ThreadedRun.batches.qsize(), queue/actor_calls: the CallQueues' calls, queue/replay: "
+    "len(system.replay)) in the metric row would be sampled here"
+)
+
+
+def run_command(exp: str, mode: str, minutes: float, run_dir: str, extra: list[str]) -> list:
+    """The training command: ``minutes`` of training (``max_seconds``), no other stop."""
+    return [sys.executable, "-m", "ald_jax.run", "--exp", exp, "--no-progress", f"mode={mode}",
+            f"max_seconds={minutes * 60:g}", "total_env_steps=1000000000", "stop_at_success=0",
+            "eval_gif=false", f"run_dir={run_dir}", *extra]  # fmt: skip
+
+
+def sample(proc, psutil) -> dict | None:
+    """One sample of ``proc`` (a ``psutil.Process``) and its children, or None once it is gone."""
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped
+            return None
+        with proc.oneshot():
+            rss, threads, fds = proc.memory_info().rss, proc.num_threads(), proc.num_fds()
+        children = proc.children(recursive=True)
+        for child in children:
+            try:
+                rss += child.memory_info().rss
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        return None
+    return {"rss_mb": rss / 2**20, "threads": threads, "fds": fds, "children": len(children)}
+
+
+def last_row(run_dir: str) -> dict:
+    """The newest metric row of a run (``metrics.jsonl``), or {} before the first."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return {}
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - 65536))
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except ValueError:  # a line cut by the seek, or being written
+            continue
+    return {}
+
+
+def soak_one(mode: str, args, writer, psutil) -> tuple[list[dict], int]:
+    """Runs and samples one mode until its run ends (or, past the deadline, stops it); returns
+    the samples and the run's exit code."""
+    run_dir = os.path.join(args.out, mode)
+    os.makedirs(run_dir, exist_ok=True)
+    cmd = run_command(args.exp, mode, args.minutes, run_dir, args.set)
+    deadline = time.monotonic() + args.minutes * 60 + args.grace
+    samples: list[dict] = []
+    with open(os.path.join(run_dir, "run.log"), "w") as log:
+        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc, t0 = psutil.Process(child.pid), time.monotonic()
+        while child.poll() is None:
+            if time.monotonic() > deadline:  # compile or shutdown took too long: stop it
+                child.send_signal(signal.SIGINT)
+                try:
+                    child.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                break
+            got = sample(proc, psutil)
+            if got is not None:
+                row = last_row(run_dir)
+                got.update(mode=mode, minutes=(time.monotonic() - t0) / 60)
+                got["env_steps"] = row.get("env_steps", 0)
+                got.update({k: v for k, v in row.items() if k.startswith("queue/")})
+                samples.append(got)
+                queues = {k: v for k, v in got.items() if k.startswith("queue/")}
+                writer.writerow({**got, "queues": json.dumps(queues)})
+            time.sleep(min(args.interval, max(0.0, deadline - time.monotonic())))
+        code = child.wait()
+    return samples, code
+
+
+def summarize(mode: str, samples: list[dict], code: int) -> dict:
+    """The figures of one mode: RSS at 5 minutes (half-way in a shorter soak) and at the end,
+    its growth between, thread and fd ranges from then on, queue maxima."""
+    if not samples:
+        return {"mode": mode, "exit_code": code, "samples": 0}
+    warm = min(WARMUP_MINUTES, samples[-1]["minutes"] / 2)
+    after = [s for s in samples if s["minutes"] >= warm]
+    base, end = after[0], samples[-1]
+    queues = sorted({k for s in samples for k in s if k.startswith("queue/")})
+    return {
+        "mode": mode,
+        "exit_code": code,
+        "samples": len(samples),
+        "minutes": round(end["minutes"], 2),
+        "env_steps": end["env_steps"],
+        "rss_mb_at_start": round(base["rss_mb"], 1),
+        "start_minutes": round(base["minutes"], 2),
+        "rss_mb_at_end": round(end["rss_mb"], 1),
+        "rss_growth_mb": round(end["rss_mb"] - base["rss_mb"], 1),
+        "rss_mb_max": round(max(s["rss_mb"] for s in samples), 1),
+        "threads": [min(s["threads"] for s in after), max(s["threads"] for s in after)],
+        "fds": [min(s["fds"] for s in after), max(s["fds"] for s in after)],
+        "queue_max": {q: max(s.get(q, 0) for s in samples) for q in queues},
+    }
+
+
+def plot(samples: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for mode in dict.fromkeys(s["mode"] for s in samples):
+        mine = [s for s in samples if s["mode"] == mode]
+        minutes = [s["minutes"] for s in mine]
+        for ax, key in zip(axes, ("rss_mb", "threads", "fds"), strict=True):
+            ax.plot(minutes, [s[key] for s in mine], label=mode)
+    for ax, title in zip(axes, ("RSS (MB)", "threads", "open file descriptors"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("minutes")
+        ax.axvline(WARMUP_MINUTES, color="grey", lw=0.5, ls=":")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def line(s: dict) -> str:
+    """One mode's figures in words."""
+    if not s["samples"]:
+        return f"{s['mode']}: no sample (exit code {s['exit_code']})"
+    queues = ", ".join(f"{k} max {v:g}" for k, v in s["queue_max"].items()) or "no queue columns"
+    return (
+        f"{s['mode']}: {s['minutes']:.1f} min, {s['env_steps']:.0f} env steps, exit code "
+        f"{s['exit_code']}; RSS {s['rss_mb_at_start']:.0f} MB at {s['start_minutes']:.1f} min, "
+        f"{s['rss_mb_at_end']:.0f} MB at the end (growth {s['rss_growth_mb']:+.0f} MB, max "
+        f"{s['rss_mb_max']:.0f}); threads {s['threads'][0]}-{s['threads'][1]}, fds "
+        f"{s['fds'][0]}-{s['fds'][1]}; {queues}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.soak", description=__doc__)
+    parser.add_argument("--minutes", type=float, default=60.0, help="training per mode")
+    parser.add_argument("--exp", default="imaze9")
+    parser.add_argument("--modes", default="threaded,fused")
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument("--grace", type=float, default=600.0, help="seconds for compile + exit")
+    parser.add_argument("--out", default="results/soak")
+    parser.add_argument("--set", nargs="*", default=[], help="key=value run overrides")
+    args = parser.parse_args(argv)
+    try:
+        import psutil
+    except ImportError:
+        from ald_jax.deps import pip_line
+
+        print(f"soak: psutil is not installed; {pip_line('psutil')}", file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    summaries, everything = [], []
+    with open(os.path.join(args.out, "samples.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for mode in args.modes.split(","):
+            samples, code = soak_one(mode, args, writer, psutil)
+            f.flush()
+            everything += samples
+            summaries.append(summarize(mode, samples, code))
+            print(f"[soak] {line(summaries[-1])}", flush=True)
+    if not any(s.get("queue_max") for s in summaries):
+        print(f"[soak] {QUEUE_NOTE}")
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump({"summaries": summaries, "queue_note": QUEUE_NOTE}, f, indent=2)
+    if everything:
+        plot(everything, os.path.join(args.out, "soak.png"))
+    return max((s["exit_code"] != 0 for s in summaries), default=0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
