@@ -46,7 +46,7 @@ def test_a_resumed_writer_keeps_the_rows_up_to_the_checkpoint_and_adds_new_colum
 
 def test_rows_have_strictly_increasing_env_steps(tmp_path):
     w = MetricsWriter(str(tmp_path), tensorboard=False)
-    assert w.write({"env_steps": 10, "wall_time": 1.0}, step=10)
+    assert w.write({"env_steps": 10, "wall_time": 1.0, "loss/total": 0.4}, step=10)
     # the same env step again (a run's forced last row): the newer row replaces the last one,
     # new columns included
     assert w.write({"env_steps": 10, "wall_time": 1.01, "loss/total": 0.5}, step=10)

@@ -100,6 +100,7 @@ class MetricsWriter:
         new = [k for k in clean if k not in self._csv_fields]
         if new:  # e.g. the learner's metrics after a first row written before any update
             self._extend_csv(new)
+        self._csv.flush()  # a header just written is in the buffer: the row starts after it
         self._starts = (jsonl_start, os.path.getsize(self._csv_path))
         self._csv_writer.writerow({k: clean.get(k, "") for k in self._csv_fields})
         self._csv.flush()
