@@ -322,7 +322,8 @@ class Checkpointer:
             except CheckpointError:
                 raise
             except Exception as e:  # noqa: BLE001 - any damage means: try the previous one
-                then = f"falling back to {self.path(steps[k - 1])}" if k else "none is left"
+                before = f"falling back to the previous one ({self.path(steps[k - 1])})"
+                then = before if k else "none is left to fall back to"
                 msg = f"checkpoint {self.path(steps[k])} is unreadable ({type(e).__name__}: {e})"
                 msg += f"; {then}"
                 warnings.warn(msg, stacklevel=2)
