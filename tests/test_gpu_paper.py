@@ -308,7 +308,15 @@ def test_a_median_that_is_a_lower_bound_leaves_the_claim_undecided(tmp_path):
 def test_make_target_runs_the_driver_after_the_novenv_check():
     """``make gpu-paper NOVENV=1 PYTHON=...`` (a lent GPU host's own Python): the doctor's check
     of the target, then the driver with the deadline."""
-    cmd = ["make", "-n", "gpu-paper", "NOVENV=1", f"PYTHON={sys.executable}", "DEADLINE=300"]
+    cmd = [
+        "make",
+        "-n",
+        "--no-print-directory",
+        "gpu-paper",
+        "NOVENV=1",
+        f"PYTHON={sys.executable}",
+        "DEADLINE=300",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()

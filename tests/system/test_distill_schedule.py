@@ -69,7 +69,7 @@ def test_teacher_age_is_the_learner_updates_since_the_batch_was_added():
 
     def distill_():
         distill()
-        seen.append(system.distill_metrics["distill/teacher_age_updates"])
+        seen.append(system.stats.distill_metrics["distill/teacher_age_updates"])
 
     system.distill = distill_
     run_lockstep(system, lambda: system.counters.learner_updates >= 12)

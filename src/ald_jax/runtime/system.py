@@ -85,7 +85,7 @@ def _inflight(system) -> dict[str, InFlight]:
         system.stats,
         system.schedule,
         system.runner_server.publish,
-        system.publish_actor,
+        lambda params: system.publish_actor(params),  # late-bound: a wrapper (tests) is seen
         None if comps.distills else comps.actor_params_of,
     )
     return {
