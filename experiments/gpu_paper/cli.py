@@ -70,14 +70,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def writable(path: str, what: str) -> str:
+    from ald_jax.config import ConfigError
+    from ald_jax.rundir import prepare_run_dir
+
     try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write-test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        raise UsageError(f"{what} {path!r}: not writable ({e.strerror or e})") from None
+        prepare_run_dir(path, field=what)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
     return os.path.abspath(path)
 
 

@@ -21,7 +21,11 @@ DIST = "ald-jax"
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 #: distribution name -> module to look for, where the two differ (else ``-`` becomes ``_``).
-MODULES = {"orbax-checkpoint": "orbax.checkpoint", "pytest-xdist": "xdist"}
+MODULES = {
+    "orbax-checkpoint": "orbax.checkpoint",
+    "pytest-xdist": "xdist",
+    "import-linter": "importlinter",
+}
 
 #: optional distribution -> what needs it (the config field and value, or the make target).
 NEEDED_BY = {

@@ -42,8 +42,9 @@ def seed_run_dir(run_dir: str, seed: int, seeds: int) -> str:
     return os.path.join(run_dir, f"s{seed}") if seeds > 1 else run_dir
 
 
-def prepare_run_dir(path: str) -> str:
-    """Creates the run directory; fails with a clear message if it cannot be written."""
+def prepare_run_dir(path: str, field: str = "run_dir") -> str:
+    """Creates the directory ``path`` (a run directory, or whatever ``field`` names); fails with
+    a clear message if it cannot be written."""
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, ".write-test")
@@ -51,7 +52,7 @@ def prepare_run_dir(path: str) -> str:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise ConfigError(f"run_dir={path!r}: not writable ({e.strerror})") from None
+        raise ConfigError(f"{field}={path!r}: not writable ({e.strerror or e})") from None
     return path
 
 
