@@ -4,14 +4,15 @@ Runs ``python -m ald_jax.run`` for ``--minutes`` of training in each of ``--mode
 the other: threaded and fused ALD on imaze9 by default) and samples the run's process every
 ``--interval`` seconds with psutil: resident memory (RSS, its child processes' included), threads,
 open file descriptors, child processes, and from the run's newest metric row its env steps and
-any queue-length columns (``queue/*``; the runs log none yet: see ``QUEUE_NOTE``). Writes under
+its queue-length columns (``queue/*``: threaded and ray rows have the learner-batch, actor-call and
+replay queues, lockstep the replay; the fused program has no host queues). Writes under
 ``--out``:
 
 * ``samples.csv``: one row per sample and mode;
 * ``soak.png``: RSS, threads and open files against minutes, one line per mode;
 * ``summary.json`` and the same lines on stdout: per mode the RSS at 5 minutes and at the end,
   its growth after the first 5 minutes (goal: <= 50 MB), the thread and fd counts (min, max) and
-  the maximum of each queue column.
+  the maximum of each queue column beside its capacity (from the run's ``config.json``).
 
 ``python -m experiments.soak --minutes 0.2 --exp debug --modes threaded --interval 1`` is the
 smoke test's (tests/test_soak.py). The run's own output goes to ``<out>/<mode>/run.log``.
@@ -28,14 +29,33 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 # queues: the run's queue/* columns of its newest metric row, as JSON ({} when it has none)
 COLUMNS = ["mode", "minutes", "rss_mb", "threads", "fds", "children", "env_steps", "queues"]
 WARMUP_MINUTES = 5.0
-QUEUE_NOTE = (
-    "queue lengths: none in the run's metric rows; a column per queue (queue/learner_batches: "
-    "ThreadedRun.batches.qsize(), queue/actor_calls: the CallQueues' calls, queue/replay: "
-    "len(system.replay)) in the metric row would be sampled here"
-)
+QUEUE_NOTE = "queue lengths: none in these runs' metric rows (fused: no host queues)"
+#: queue column -> the config fields whose product bounds it
+CAPACITY = {
+    "queue/learner_batches": ("queue_capacity",),
+    "queue/actor_calls": ("num_actors",),
+    "queue/replay": ("replay_capacity",),
+}
+
+
+def capacities(run_dir: str) -> dict:
+    """Each queue's capacity by the run's ``config.json`` ({} when it has none)."""
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            cfg = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    cfg = cfg.get("config", cfg)
+    out = {}
+    for column, fields in CAPACITY.items():
+        if all(isinstance(cfg.get(k), int) for k in fields):
+            out[column] = int(np.prod([cfg[k] for k in fields]))
+    return out
 
 
 def run_command(exp: str, mode: str, minutes: float, run_dir: str, extra: list[str]) -> list:
@@ -112,7 +132,7 @@ def soak_one(mode: str, args, writer, psutil) -> tuple[list[dict], int]:
     return samples, code
 
 
-def summarize(mode: str, samples: list[dict], code: int) -> dict:
+def summarize(mode: str, samples: list[dict], code: int, capacity: dict | None = None) -> dict:
     """The figures of one mode: RSS at 5 minutes (half-way in a shorter soak) and at the end,
     its growth between, thread and fd ranges from then on, queue maxima."""
     if not samples:
@@ -135,6 +155,7 @@ def summarize(mode: str, samples: list[dict], code: int) -> dict:
         "threads": [min(s["threads"] for s in after), max(s["threads"] for s in after)],
         "fds": [min(s["fds"] for s in after), max(s["fds"] for s in after)],
         "queue_max": {q: max(s.get(q, 0) for s in samples) for q in queues},
+        "queue_capacity": {q: c for q, c in (capacity or {}).items() if q in queues},
     }
 
 
@@ -164,7 +185,11 @@ def line(s: dict) -> str:
     """One mode's figures in words."""
     if not s["samples"]:
         return f"{s['mode']}: no sample (exit code {s['exit_code']})"
-    queues = ", ".join(f"{k} max {v:g}" for k, v in s["queue_max"].items()) or "no queue columns"
+    cap = s.get("queue_capacity", {})
+    queues = ", ".join(
+        f"{k} max {v:g}" + (f" of {cap[k]}" if k in cap else "") for k, v in s["queue_max"].items()
+    )
+    queues = queues or "no queue columns"
     return (
         f"{s['mode']}: {s['minutes']:.1f} min, {s['env_steps']:.0f} env steps, exit code "
         f"{s['exit_code']}; RSS {s['rss_mb_at_start']:.0f} MB at {s['start_minutes']:.1f} min, "
@@ -200,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             samples, code = soak_one(mode, args, writer, psutil)
             f.flush()
             everything += samples
-            summaries.append(summarize(mode, samples, code))
+            cap = capacities(os.path.join(args.out, mode))
+            summaries.append(summarize(mode, samples, code, cap))
             print(f"[soak] {line(summaries[-1])}", flush=True)
     if not any(s.get("queue_max") for s in summaries):
         print(f"[soak] {QUEUE_NOTE}")

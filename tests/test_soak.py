@@ -28,5 +28,12 @@ def test_a_short_soak_samples_the_run_and_summarizes_it(tmp_path, capsys):
     assert summary["exit_code"] == 0 and summary["samples"] == len(rows)
     assert summary["rss_mb_at_end"] == round(float(rows[-1]["rss_mb"]), 1)
     assert (out / "soak.png").stat().st_size > 1000
+    # the threaded rows' queue columns, each bounded by its capacity in the run's config.json
+    cap = summary["queue_capacity"]
+    assert set(summary["queue_max"]) == set(cap) == set(soak.CAPACITY), summary
+    assert all(0 <= summary["queue_max"][q] <= cap[q] for q in cap), summary
+    config = json.loads((out / "threaded" / "config.json").read_text())
+    assert cap["queue/learner_batches"] == config["queue_capacity"]
     printed = capsys.readouterr().out
-    assert "[soak] threaded:" in printed and "queue lengths: none" in printed
+    assert "[soak] threaded:" in printed and "queue/learner_batches max" in printed
+    assert "queue lengths: none" not in printed

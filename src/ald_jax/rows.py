@@ -18,6 +18,7 @@ import numpy as np
 
 ALL = ("lockstep", "threaded", "ray", "fused")
 SYSTEM = ("lockstep", "threaded", "ray")
+THREADS = ("threaded", "ray")
 
 #: column -> (definition, modes that write it). ``actor_sps/<i>`` stands for one per actor.
 COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -45,6 +46,9 @@ COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "actor_sps/<i>": ("env steps per busy second of actor i", SYSTEM),
     "actor_sps_per_thread": ("mean of actor_sps/<i>", SYSTEM),
     "policy_lag_env_steps": ("env steps collected between those two publications", SYSTEM),
+    "queue/replay": ("trajectories in the distillation replay (0 without one)", SYSTEM),
+    "queue/learner_batches": ("batches waiting for the learner (<= queue_capacity)", THREADS),
+    "queue/actor_calls": ("actor calls waiting for the runner (<= num_actors)", THREADS),
     "warn/entropy_collapse": ("1 while the entropy warning holds (ald_jax.health)", ALL),
 }
 

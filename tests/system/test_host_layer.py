@@ -8,6 +8,7 @@ import glob
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from ald_jax.config import Config, ConfigError
 from ald_jax.rows import COLUMNS, documented
 from tests.system.tiny import TINY, as_args
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_ACTIONS = 4  # imaze
+ALL_MODES = ("lockstep", "threaded", "ray", "fused")
 UPDATE_PREFIXES = ("loss/", "vmpo/", "distill/", "popart/", "nonfinite/", "entropy/", "max_prob/")
 UPDATE_COLUMNS = {"grad_norm", "returns_mean", "advantage_mean", "skipped_update"}
 
@@ -69,6 +72,11 @@ def test_every_mode_writes_the_documented_columns_with_one_meaning(mode, tmp_pat
 def test_the_column_table_names_every_mode():
     for name, (definition, modes) in COLUMNS.items():
         assert definition and set(modes) <= {"lockstep", "threaded", "ray", "fused"}, name
+    flat = lambda text: re.sub(r"\s+", " ", text)  # noqa: E731
+    design = flat(open(os.path.join(ROOT, "docs", "design.md")).read())
+    for name, (definition, modes) in COLUMNS.items():  # docs/design.md prints the same table
+        marks = " | ".join("x" if m in modes else "" for m in ALL_MODES)
+        assert flat(f"| `{name}` | {definition} | {marks} |") in design, name
     assert "learner_sps" not in documented("fused", 2)
     assert "learner_wall_sps" in documented("fused", 2) & documented("threaded", 2)
 

@@ -106,3 +106,8 @@ class CallQueues:
 
     def _ready(self) -> int:
         return sum(1 for q in self._queues if q)
+
+    def queued(self) -> int:
+        """Calls waiting for the runner, all actors together (at most actors x capacity)."""
+        with self._cond:
+            return sum(len(q) for q in self._queues)

@@ -38,7 +38,9 @@ class SystemProgram:
         return self.system.comps.learner_net.num_actions
 
     def rows(self, elapsed: float, final: bool = False) -> list[dict]:
-        return [self.system.snapshot(elapsed)]
+        row = self.system.snapshot(elapsed)
+        row["queue/replay"] = len(self.system.replay or ())
+        return [row]
 
     def acting(self, index: int = 0) -> tuple:
         """``(env, env_params, actor network, actor params, device)`` of the newest actor (for
@@ -103,6 +105,12 @@ class ThreadedProgram(SystemProgram):
         if time.monotonic() >= self._next_check:
             self._next_check = time.monotonic() + self.system.schedule.heartbeat_seconds
             self.run.supervise()
+
+    def rows(self, elapsed: float, final: bool = False) -> list[dict]:
+        (row,) = super().rows(elapsed, final)
+        row["queue/learner_batches"] = self.run.batches.qsize()
+        row["queue/actor_calls"] = self.run.calls.queued()
+        return [row]
 
     def stop(self) -> None:
         """Stops and joins the threads (and closes the Ray actors); re-raises a thread's
