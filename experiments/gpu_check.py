@@ -2,7 +2,8 @@
 throughput check on one host (issue 30's figures included).
 
     python -m experiments.gpu_check [--exp imaze9] [--profile gpu] [--seconds 120] \\
-        [--warmup 10] [--budget 540] [--no-startup] [--out results/gpu_check.json]
+        [--warmup 10] [--budget 540] [--no-startup] [--repeats 3] [--set key=value ...] \\
+        [--out results/gpu_check.json]
 
 1. The devices JAX started and the roles the experiment's config resolves to (``profile=gpu``:
    actors on ``cpu:0``, learner, runner and distillation on the first accelerator; the line
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from ald_jax.rundir import load_config
 
     configure_gpu_memory()  # before JAX starts its backends
-    base = profile_overrides(args.profile)
+    base = [*profile_overrides(args.profile), *args.set]
     try:
         cfg = load_config(args.exp, base)
     except ConfigError as e:
@@ -145,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     if report is None:
         return 2
     errors: list[str] = []
-    report["bench"] = bench = _benchmarks(cfg, report["roles"]["learner"], errors)
-    bench.update(_learners_alone(args.exp, base, cfg, errors))
+    report["bench"] = bench = _benchmarks(cfg, report["roles"]["learner"], errors, args.repeats)
+    bench.update(_learners_alone(args.exp, base, cfg, errors, args.repeats))
     if args.startup:
         report["startup"] = _startup(args.exp, base, errors)
     report["runs"] = runs = _system_runs(args, base, elapsed, errors)
@@ -184,10 +185,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=True,
         help="measure ALD's time to its first learner update, fresh compile cache and warm",
     )
+    parser.add_argument(
+        "--repeats", type=int, default=BENCH_REPEATS, help="timed repeats of each update benchmark"
+    )
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides of every run"
+    )
     parser.add_argument("--out", default=os.path.join("results", "gpu_check.json"))
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.warmup < 0 or args.budget <= 0:
-        parser.error("--seconds and --budget must be > 0, --warmup >= 0")
+    if args.seconds <= 0 or args.warmup < 0 or args.budget <= 0 or args.repeats < 1:
+        parser.error("--seconds and --budget must be > 0, --warmup >= 0, --repeats >= 1")
     return args
 
 
@@ -237,7 +244,7 @@ def _describe(args: argparse.Namespace, cfg, base: list[str]) -> dict | None:
     }
 
 
-def _benchmarks(cfg, learner_name: str, errors: list[str]) -> dict:
+def _benchmarks(cfg, learner_name: str, errors: list[str], repeats: int) -> dict:
     """The learner and distill update benchmarks ("alone") on the learner's device."""
     import jax
 
@@ -245,13 +252,13 @@ def _benchmarks(cfg, learner_name: str, errors: list[str]) -> dict:
     from ald_jax.builder import roles_of
 
     layers = cfg.gtrxl_layers
-    bench: dict = {"device": learner_name, "repeats": BENCH_REPEATS, "gtrxl_layers": layers}
+    bench: dict = {"device": learner_name, "repeats": repeats, "gtrxl_layers": layers}
     print(f"[gpu-check] learner benchmarks on {learner_name} ...", flush=True)
     t_bench = time.perf_counter()
     try:
         with jax.default_device(roles_of(cfg).learner):
-            bench[f"learner_sps.gtrxl{layers}"] = gtrxl_learner_sps(layers, BENCH_REPEATS)
-            bench["distill_sps.lstm32"] = distill_sps(BENCH_REPEATS, DISTILL_ITERS)
+            bench[f"learner_sps.gtrxl{layers}"] = gtrxl_learner_sps(layers, repeats)
+            bench["distill_sps.lstm32"] = distill_sps(repeats, DISTILL_ITERS)
     except Exception:
         bench["error"] = traceback.format_exc()
         errors.append("bench")
@@ -264,7 +271,7 @@ def _benchmarks(cfg, learner_name: str, errors: list[str]) -> dict:
     return bench
 
 
-def _learners_alone(exp: str, base: list[str], cfg, errors: list[str]) -> dict:
+def _learners_alone(exp: str, base: list[str], cfg, errors: list[str], repeats: int) -> dict:
     """Each GTrXL learner's own update (the experiment's sizes and method) alone, on the learner
     device: the "alone" of the learner's in-system / alone ratio."""
     import jax
@@ -278,7 +285,7 @@ def _learners_alone(exp: str, base: list[str], cfg, errors: list[str]) -> dict:
         with jax.default_device(roles_of(cfg).learner):
             for method in GTRXL_LEARNERS:
                 method_cfg = load_config(exp, [*base, f"method={method}"])
-                out[f"learner_alone_sps.{method}"] = config_learner_sps(method_cfg, BENCH_REPEATS)
+                out[f"learner_alone_sps.{method}"] = config_learner_sps(method_cfg, repeats)
                 print(
                     f"[gpu-check] {method} learner update alone "
                     f"{out[f'learner_alone_sps.{method}']:>12,.0f} agent-steps/s",

@@ -40,16 +40,12 @@ def _host_columns(header: list[str]) -> set[str]:
     return {c for c in header if not c.startswith(UPDATE_PREFIXES) and c not in UPDATE_COLUMNS}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["lockstep", "threaded", "fused"])
-def test_every_mode_writes_the_documented_columns_with_one_meaning(mode, tmp_path):
-    from ald_jax.training import train
-
-    run_dir = tmp_path / mode
-    cfg = Config(**{**TINY, "mode": mode, "total_env_steps": 4096, "log_interval": 0.01,
-                    "run_dir": str(run_dir)})  # fmt: skip
-    train(cfg, progress=False, log=lambda m: None)
+def check_columns(run_dir, mode: str) -> None:
+    """The run's ``metrics.csv`` has exactly the host columns documented for ``mode``, each with
+    its one meaning (``test_ctrl_c_once_stops_with_a_checkpoint_and_twice_aborts`` runs debug in
+    each mode and calls it: one run per mode for both checks)."""
     header, rows = _rows(run_dir)
+    assert len(rows) >= 3, rows
     # the host columns are exactly the ones documented for this mode (ald_jax.rows.COLUMNS)
     assert _host_columns(header) == documented(mode, TINY["num_actors"]), mode
     assert "policy_lag" in header  # every mode measures it (fused: inside its program)
@@ -170,6 +166,7 @@ def test_ctrl_c_once_stops_with_a_checkpoint_and_twice_aborts(mode, tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 0, out
+    check_columns(run_dir, mode)  # every mode writes the documented columns with one meaning
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["interrupted"] and summary["stop_reason"] == "interrupted"
     saved = Checkpointer(str(run_dir)).steps()
