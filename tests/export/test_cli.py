@@ -128,6 +128,39 @@ def test_the_wrapper_names_the_expected_observation(export_dir):
     assert logits.shape == (3, 4) and action.dtype == np.int32 and state[0].shape == (3, 8)
 
 
+def test_the_policy_names_the_expected_observation_first_and_state(export_dir):
+    policy = load_actor(str(export_dir)).policy()
+    with pytest.raises(DeployError, match=r"shape \[9, 3, 3\] uint8.*\[5, 3, 3\] uint8"):
+        policy.act(np.zeros((9, 3, 3), np.uint8), True)
+    with pytest.raises(DeployError, match=r"shape \[5, 3, 3\] float32.*\[5, 3, 3\] uint8"):
+        policy.act(np.zeros(OBS, np.float32), True)
+    with pytest.raises(DeployError, match=r"shape \[2, 5, 3, 3\]"):
+        policy.act(np.zeros((2, *OBS), np.uint8), True)
+    with pytest.raises(DeployError, match=r"expected one bool"):
+        policy.act(np.zeros(OBS, np.uint8), [True, False])
+    with pytest.raises(DeployError, match=r"state leaf 'c'.*expected \[1, 8\] float32"):
+        policy.reset((np.zeros((2, 8), np.float32), np.zeros((2, 8), np.float32)))
+    assert policy.act(np.zeros((1, *OBS), np.uint8), np.True_) in range(4)  # batch axis of 1
+    assert policy.logits.shape == (4,) and [leaf.shape for leaf in policy.state] == [(1, 8)] * 2
+
+
+def test_the_policy_steps_as_the_wrapper_does(export_dir):
+    """Same logits, actions and state as ``step`` at batch 1, bit for bit, episode starts
+    included; two policies of one actor keep separate states."""
+    actor = load_actor(str(export_dir))
+    policy, other = actor.policy(), actor.policy()
+    rng = np.random.default_rng(0)
+    state = actor.initial_state(1)
+    for t in range(60):
+        obs, first = rng.integers(0, 3, OBS).astype(np.uint8), t % 17 == 0
+        logits, action, state = actor.step(obs[None], [first], state)
+        assert policy.act(obs, first) == action[0]
+        np.testing.assert_array_equal(policy.logits, logits[0])
+        for got, want in zip(policy.state, state, strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert not any(leaf.any() for leaf in other.state)
+
+
 def test_play_runs_the_export_and_reports(export_dir, tmp_path, capsys):
     out = tmp_path / "play.json"
     gif = tmp_path / "episode.gif"
@@ -149,6 +182,7 @@ def test_the_wrapper_acts_without_jax(export_dir):
         f"actor = load_actor({str(export_dir)!r})\n"
         "logits, action, state = actor.step(np.zeros((1, 5, 3, 3), np.uint8), [True],"
         " actor.initial_state(1))\n"
+        "actor.policy().act(np.zeros((5, 3, 3), np.uint8), True)\n"
         "assert 'jax' not in sys.modules, 'the ONNX Runtime wrapper imported JAX'\n"
         "print(action.shape)\n"
     )

@@ -1,7 +1,8 @@
 """Parity: over recorded acting steps (episode boundaries included), the exported step's logits
-in ONNX Runtime and through ``jax.export`` equal the training actor's ``select_action`` logits
-within 1e-5 (fp32) and its greedy actions are identical; for the LSTM actor and the GTrXL's
-cached step, on imaze9 (MLP torso) and an image env (conv torso)."""
+in ONNX Runtime (``step`` at the recording's batch, and the batch-1 ``policy()`` per stream) and
+through ``jax.export`` equal the training actor's ``select_action`` logits within 1e-5 (fp32) and
+its greedy actions are identical; for the LSTM actor and the GTrXL's cached step, on imaze9 (MLP
+torso) and an image env (conv torso)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,25 @@ def _replay(actor, traj) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(logits), np.stack(actions)
 
 
+def _replay_policies(actor, traj) -> tuple[np.ndarray, np.ndarray]:
+    """``_replay`` through one batch-1 ``policy()`` per recorded stream."""
+    steps, streams = traj.action.shape
+    logits = np.zeros((steps, streams, actor.spec.num_actions), np.float32)
+    actions = np.zeros((steps, streams), np.int32)
+    for e in range(streams):
+        policy = actor.policy()
+        policy.reset(
+            tuple(
+                np.asarray(getattr(traj.actor_state, leaf.name))[e : e + 1]
+                for leaf in actor.spec.state
+            )
+        )
+        for t in range(steps):
+            actions[t, e] = policy.act(traj.obs[t, e], bool(traj.first[t, e]))
+            logits[t, e] = policy.logits
+    return logits, actions
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_exported_logits_equal_the_training_actors(case, tmp_path):
     exp, method, image_env, scale = CASES[case]
@@ -55,11 +75,13 @@ def test_exported_logits_equal_the_training_actors(case, tmp_path):
     assert biggest > 2.0, "logits too small to test a 1e-5 tolerance"
     export_network(network, params, obs_shape, str(traj.obs.dtype), str(tmp_path))
     want_actions = np.argmax(traj.behaviour_logits, axis=-1)
-    for runtime, actor in (
-        ("onnx", load_actor(str(tmp_path))),
-        ("jax", load_jax_actor(str(tmp_path))),
+    onnx = load_actor(str(tmp_path))
+    for runtime, actor, replay in (
+        ("onnx", onnx, _replay),
+        ("onnx-policy", onnx, _replay_policies),
+        ("jax", load_jax_actor(str(tmp_path)), _replay),
     ):
-        logits, actions = _replay(actor, traj)
+        logits, actions = replay(actor, traj)
         diff = float(np.abs(logits - traj.behaviour_logits).max())
         steps = logits.shape[0] * logits.shape[1]
         print(f"{case} {runtime}: max |logit diff| {diff:.3g}, max |logit| {biggest:.2f}, {steps}")

@@ -7,7 +7,12 @@ otherwise deploy), each exported with random-init params of the experiment's siz
 (``ald_jax.deploy.exporter.export_network``), the memory of the GTrXL full (every slot valid):
 
 * ``deploy_us.<model>.ort_median`` / ``.ort_p99``: ``actor.onnx`` in ONNX Runtime with
-  ``intra_op_num_threads=1`` (sequential execution), numpy in and out, state fed back;
+  ``intra_op_num_threads=1`` through the batch-1 acting loop a user runs,
+  ``load_actor(DIR).policy().act(obs, first)`` (``ald_jax.deploy.policy``: the observation
+  copied in, the state fed back in place, the greedy action out);
+* ``deploy_us.<model>.ort_run_median`` / ``.ort_run_p99``: the same file called the plain way,
+  ``InferenceSession.run`` with a dict of numpy inputs (symbolic batch), the state leaves it
+  returns fed back;
 * ``deploy_us.<model>.jax_median`` / ``.jax_p99``: ``actor.jaxexport`` deserialised and jitted,
   XLA:CPU at one thread (``NPROC=1`` and ``--xla_cpu_multi_thread_eigen=false``, set in the
   worker process before JAX starts), ``block_until_ready`` on each call, state fed back;
@@ -15,7 +20,8 @@ otherwise deploy), each exported with random-init params of the experiment's siz
 * ``deploy_ratio.gtrxl4_over_lstm32.ort`` / ``.jax``: the ratio of the medians.
 
 Each timing: ``WARMUP`` calls, then ``calls`` (default 2,000) calls timed one by one with
-``time.perf_counter_ns``. Run alone: ``python -m ald_jax.benchmarks.deploy [--calls N]``.
+``time.perf_counter_ns``, each a whole acting step (feeding the state back included). Run
+alone: ``python -m ald_jax.benchmarks.deploy [--calls N]``.
 """
 
 from __future__ import annotations
@@ -64,17 +70,26 @@ def run(results: dict, repeats: int = 5, calls: int = CALLS) -> None:
             results.update(json.load(f))
 
 
-def _timed(call, inputs: list, feed_back, calls: int) -> list[int]:
-    """Per-call nanoseconds of ``call(inputs)`` with ``feed_back(inputs, out)`` between calls."""
+def _timed(step, calls: int) -> list[int]:
+    """Per-call nanoseconds of ``step()`` (one acting step, the state fed back inside)."""
     for _ in range(WARMUP):
-        inputs = feed_back(inputs, call(inputs))
+        step()
     times = []
     for _ in range(calls):
         start = time.perf_counter_ns()
-        out = call(inputs)
+        step()
         times.append(time.perf_counter_ns() - start)
-        inputs = feed_back(inputs, out)
     return times
+
+
+def _feeding_back(call, inputs: list):
+    """``step()`` running ``call(inputs)`` and feeding its state outputs back as inputs."""
+
+    def step():
+        out = call(inputs)
+        inputs[2:] = out[2:]
+
+    return step
 
 
 def measure_model(name: str, out_dir: str, calls: int) -> dict[str, float]:
@@ -97,20 +112,23 @@ def measure_model(name: str, out_dir: str, calls: int) -> dict[str, float]:
     params = network.init(jax.random.PRNGKey(0), np.zeros(obs_shape, np.uint8))
     spec = export_network(network, params, obs_shape, "uint8", out_dir)
     state = [np.ones_like(x) if x.dtype == bool else x for x in spec.initial_state(1)]
-    inputs = [np.zeros((1, *obs_shape), np.uint8), np.zeros((1,), bool), *state]
-    keep_obs = lambda old, out: [*old[:2], *out[2:]]  # noqa: E731  (state fed back)
+    obs = np.zeros(obs_shape, np.uint8)
+    inputs = [obs[None], np.zeros((1,), bool), *state]
 
     ort = OnnxActor(out_dir, threads=1)
+    policy = ort.policy()
+    policy.reset(state)
+    ns = {"ort": _timed(lambda: policy.act(obs, False), calls)}
     feeds = lambda xs: dict(zip(ort.input_names, xs, strict=True))  # noqa: E731
     run_ort = lambda xs: ort.session.run(ort.output_names, feeds(xs))  # noqa: E731
-    ort_ns = _timed(run_ort, inputs, keep_obs, calls)
+    ns["ort_run"] = _timed(_feeding_back(run_ort, list(inputs)), calls)
     jax_call = JaxExportActor(out_dir).call
     run_jax = lambda xs: jax.block_until_ready(jax_call(*xs))  # noqa: E731
-    jax_ns = _timed(run_jax, [jax.numpy.asarray(x) for x in inputs], keep_obs, calls)
+    ns["jax"] = _timed(_feeding_back(run_jax, [jax.numpy.asarray(x) for x in inputs]), calls)
     figures = {}
-    for runtime, ns in (("ort", ort_ns), ("jax", jax_ns)):
-        figures[f"deploy_us.{name}.{runtime}_median"] = float(np.median(ns) / 1e3)
-        figures[f"deploy_us.{name}.{runtime}_p99"] = float(np.percentile(ns, 99) / 1e3)
+    for runtime, times in ns.items():
+        figures[f"deploy_us.{name}.{runtime}_median"] = float(np.median(times) / 1e3)
+        figures[f"deploy_us.{name}.{runtime}_p99"] = float(np.percentile(times, 99) / 1e3)
     for key, file in (("onnx", "actor.onnx"), ("jaxexport", "actor.jaxexport")):
         figures[f"deploy_bytes.{name}.{key}"] = float(os.path.getsize(os.path.join(out_dir, file)))
     return figures

@@ -156,15 +156,18 @@ One call is one acting step:
 from ald_jax.deploy import load_actor     # numpy + onnxruntime only
 
 actor = load_actor("EXPORT_DIR")          # checks actor.json and the files' SHA-256
-state = actor.initial_state(batch=1)
+policy = actor.policy()                   # batch 1, state kept inside (one per episode stream)
 first = True
 while True:
     # obs: [{obs}] {spec.obs_dtype}; first=True on an episode's first step
-    logits, action, state = actor.step(obs[None], [first], state)
+    action = policy.act(obs, first)       # int; policy.logits: [{spec.num_actions}]
     first = False
-    ...                                   # send action[0] to the environment
+    ...                                   # send action to the environment
 ```
 
+Any batch, state passed explicitly: `logits, action, state = actor.step(obs [B, ...], first [B],
+state)` from `state = actor.initial_state(batch=B)` (slower per step at batch 1: a dict in,
+fresh arrays out).
 Without ald-jax: `onnxruntime.InferenceSession("actor.onnx").run(None, {{"obs": ..., "first": ...,
 "state_...": ...}})`, or `jax.export.deserialize(bytearray(open("actor.jaxexport", "rb").read()))
 .call(obs, first, *state)`. Closed loop in the training environment:

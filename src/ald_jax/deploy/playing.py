@@ -2,11 +2,13 @@
 for reference) in the environment named in ``actor.json``, one episode after another at batch 1.
 
 The environment is ``envs_jax``'s, stepped on the host (two jitted functions: reset and step);
-the policy is whatever has ``initial_state(batch)`` and ``step(obs, first, state) -> (logits,
-action, state)``. Episode ``i`` starts from the key ``fold_in(PRNGKey(seed), i)`` and its step
-``t`` uses ``fold_in(that key, t)``, so two policies played with the same seed meet the same
-episodes. Greedy by default (``argmax(logits)``); ``sample=True`` draws ``argmax(logits + g)``,
-``g`` standard Gumbel from ``numpy.random.default_rng(seed)`` (a draw from ``softmax(logits)``).
+the actor is whatever has ``policy()``, a batch-1 acting loop with ``act(obs, first) ->
+action`` and ``logits`` (``OnnxActor.policy()``, ``ald_jax.deploy.policy``; ``TrainingActor``
+below); the latency recorded is that of ``act`` on the observation as a numpy array. Episode
+``i`` starts from the key ``fold_in(PRNGKey(seed), i)`` and its step ``t`` uses ``fold_in(that
+key, t)``, so two policies played with the same seed meet the same episodes. Greedy by default
+(``argmax(logits)``); ``sample=True`` draws ``argmax(logits + g)``, ``g`` standard Gumbel from
+``numpy.random.default_rng(seed)`` (a draw from ``softmax(logits)``).
 """
 
 from __future__ import annotations
@@ -90,17 +92,35 @@ class TrainingActor:
         logits, action, state = self._step(np.asarray(obs), np.asarray(first, bool), tuple(state))
         return np.asarray(logits), np.asarray(action), tuple(np.asarray(x) for x in state)
 
+    def policy(self) -> TrainingPolicy:
+        return TrainingPolicy(self)
+
+
+class TrainingPolicy:
+    """``TrainingActor`` as a batch-1 acting loop (the interface of ``OnnxPolicy``)."""
+
+    def __init__(self, actor: TrainingActor):
+        self.actor = actor
+        self.state = actor.initial_state(1)
+        self.logits = np.zeros((actor.network.num_actions,), np.float32)
+
+    def act(self, obs, first: bool = False) -> int:
+        logits, action, self.state = self.actor.step(np.asarray(obs)[None], [first], self.state)
+        self.logits = logits[0]
+        return int(action[0])
+
 
 def play(
     env: Any,
     env_params: Any,
-    policy: Any,
+    actor: Any,
     episodes: int,
     seed: int = 0,
     sample: bool = False,
     render: bool = False,
 ) -> PlayResult:
-    """Plays ``episodes`` episodes of ``policy`` one after another (see the module docstring)."""
+    """Plays ``episodes`` episodes of ``actor.policy()`` one after another (see the module
+    docstring); the latency is that of ``act``, the whole acting step."""
     reset = jax.jit(lambda key: env.reset(key, env_params))
     step = jax.jit(lambda key, t, s, a: env.step(jax.random.fold_in(key, t), s, a, env_params))
     limit = int(env_params.horizon) + 1
@@ -108,19 +128,21 @@ def play(
     base = jax.random.PRNGKey(seed)
     out = {"success": [], "return": [], "length": []}
     step_ns, frames = [], []
+    policy = actor.policy()
     for i in range(episodes):
         key = jax.random.fold_in(base, i)
         obs, env_state = reset(key)
-        state, first = policy.initial_state(1), True
+        first = True
         for t in range(limit):
             if render and i == 0:
                 frames.append(_render(env, env_state, env_params))
+            obs = np.asarray(obs)
             start = time.perf_counter_ns()
-            logits, action, state = policy.step(np.asarray(obs)[None], [first], state)
+            action = policy.act(obs, first)
             step_ns.append(time.perf_counter_ns() - start)
             if sample:
-                action = np.argmax(logits + rng.gumbel(size=logits.shape), axis=-1)
-            obs, env_state, _, term, trunc, info = step(key, t, env_state, np.int32(action[0]))
+                action = int(np.argmax(policy.logits + rng.gumbel(size=policy.logits.shape)))
+            obs, env_state, _, term, trunc, info = step(key, t, env_state, np.int32(action))
             first = False
             if bool(term) or bool(trunc):
                 break

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ald_jax.deploy.policy import OnnxPolicy, ort_run_options, session_options
 from ald_jax.deploy.spec import (
     JAX_FILE,
     ONNX_FILE,
@@ -57,20 +58,25 @@ class _Actor:
 
 class OnnxActor(_Actor):
     """``actor.onnx`` in an ONNX Runtime session (CPU; ``threads`` intra-op threads, 0: ORT's
-    default)."""
+    default). ``step`` takes any batch and the state explicitly; ``policy()`` is the faster
+    batch-1 acting loop (``ald_jax.deploy.policy``)."""
 
     def __init__(self, export_dir: str, threads: int = 1):
-        import onnxruntime as ort
-
         self.spec = read_spec(export_dir, (ONNX_FILE,))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        path = os.path.join(export_dir, ONNX_FILE)
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.path = os.path.join(export_dir, ONNX_FILE)
+        self.threads = threads
+        self.session = _session(self.path, threads, batch=None)
+        self._batch1_session = None
+        self.run_options = ort_run_options()
         self.input_names = self.spec.input_names
         self.output_names = self.spec.output_names
+
+    def policy(self) -> OnnxPolicy:
+        """A batch-1 acting loop with its own state (one per stream of episodes; all of one
+        actor's policies share one batch-1 session)."""
+        if self._batch1_session is None:
+            self._batch1_session = _session(self.path, self.threads, batch=1)
+        return OnnxPolicy(self.spec, self._batch1_session)
 
     def step(self, obs: Any, first: Any, state: Sequence[np.ndarray]):
         """One acting step: ``(logits [B, A], action [B], next state)``."""
@@ -78,7 +84,8 @@ class OnnxActor(_Actor):
 
     def step_unchecked(self, inputs: list[np.ndarray]):
         """``step`` on already-checked inputs ``[obs, first, *state]`` (the benchmark's path)."""
-        out = self.session.run(self.output_names, dict(zip(self.input_names, inputs, strict=True)))
+        feeds = dict(zip(self.input_names, inputs, strict=True))
+        out = self.session.run(self.output_names, feeds, self.run_options)
         return out[0], out[1], tuple(out[2:])
 
 
@@ -101,6 +108,13 @@ class JaxExportActor(_Actor):
 
         out = jax.block_until_ready(self.call(*inputs))
         return np.asarray(out[0]), np.asarray(out[1]), tuple(np.asarray(x) for x in out[2:])
+
+
+def _session(path: str, threads: int, batch: int | None):
+    import onnxruntime as ort
+
+    options = session_options(threads, batch)
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 def load_actor(export_dir: str, threads: int = 1) -> OnnxActor:

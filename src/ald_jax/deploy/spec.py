@@ -37,6 +37,8 @@ MODEL_FILES = (ONNX_FILE, JAX_FILE)
 #: ONNX opset of ``actor.onnx``: 17 (2022, LayerNormalization's first) is the oldest the
 #: converter's output of both networks needs, so older ONNX Runtime builds load it too.
 ONNX_OPSET = 17
+#: The name of the symbolic batch dimension in ``actor.onnx`` (fixed to 1 by the batch-1 policy).
+BATCH_DIM = "B"
 INPUTS = ("obs", "first")
 OUTPUTS = ("logits", "action")
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ald_jax.actors.core import make_actor_core
-from ald_jax.deploy.spec import ONNX_OPSET, StateLeaf
+from ald_jax.deploy.spec import BATCH_DIM, ONNX_OPSET, StateLeaf
 
 
 def state_leaves(network: Any) -> tuple[StateLeaf, ...]:
@@ -82,8 +82,9 @@ def to_jax_export(step: Callable, obs_shape, obs_dtype: str, leaves) -> bytes:
 def to_onnx_model(
     step: Callable, obs_shape, obs_dtype: str, leaves, input_names, output_names, name: str
 ):
-    """``step`` as an ONNX ``ModelProto`` (jax2onnx, opset ``ONNX_OPSET``, batch symbolic)."""
-    specs = input_specs(obs_shape, obs_dtype, leaves, "B")
+    """``step`` as an ONNX ``ModelProto`` (jax2onnx, opset ``ONNX_OPSET``, batch symbolic),
+    simplified by ``ald_jax.deploy.graph``."""
+    specs = input_specs(obs_shape, obs_dtype, leaves, BATCH_DIM)
     # jax2onnx logs a warning per untyped constant, prints its plugins' debug lines and uses
     # JAX names deprecated since (DeprecationWarning): none of it concerns the user
     previous = logging.root.manager.disable
@@ -93,7 +94,7 @@ def to_onnx_model(
             warnings.simplefilter("ignore", DeprecationWarning)
             from jax2onnx import to_onnx
 
-            return to_onnx(
+            model = to_onnx(
                 step,
                 specs,
                 model_name=name,
@@ -103,3 +104,6 @@ def to_onnx_model(
             )
     finally:
         logging.disable(previous)
+    from ald_jax.deploy.graph import simplify
+
+    return simplify(model)
