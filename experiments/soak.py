@@ -25,6 +25,7 @@ import csv
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -62,7 +63,9 @@ def run_command(exp: str, mode: str, minutes: float, run_dir: str, extra: list[s
     """The training command: ``minutes`` of training (``max_seconds``), no other stop."""
     return [sys.executable, "-m", "ald_jax.run", "--exp", exp, "--no-progress", f"mode={mode}",
             f"max_seconds={minutes * 60:g}", "total_env_steps=1000000000", "stop_at_success=0",
-            "eval_gif=false", f"run_dir={run_dir}", *extra]  # fmt: skip
+            "eval_gif=false", f"run_dir={run_dir}",
+            *(["eval_interval=0"] if mode == "fused" else []),  # fused has no evaluation
+            *extra]  # fmt: skip
 
 
 def sample(proc, psutil) -> dict | None:
@@ -132,14 +135,41 @@ def soak_one(mode: str, args, writer, psutil) -> tuple[list[dict], int]:
     return samples, code
 
 
+def windows(samples: list[dict], start: float, width: float) -> list[dict]:
+    """RSS per window of ``width`` minutes from ``start``: its min (what the process keeps),
+    median and max (a checkpoint's host copies come and go within a window)."""
+    out: list[dict] = []
+    t, last = start, max(s["minutes"] for s in samples)
+    while t + width <= last + 1e-9:  # whole windows only (the tail is the run's shutdown)
+        got = [s["rss_mb"] for s in samples if t <= s["minutes"] < t + width]
+        if got:
+            row = {"from": t, "min": min(got), "median": statistics.median(got), "max": max(got)}
+            out.append({k: round(v, 1) for k, v in row.items()})
+        t += width
+    return out
+
+
+def _growth(win: list[dict], key: str) -> float | None:
+    return round(win[-1][key] - win[0][key], 1) if len(win) >= 2 else None
+
+
+def typical(values: list[int]) -> dict:
+    """The most common value, the range, and the share of samples off the most common."""
+    mode = statistics.mode(values)
+    off = sum(v != mode for v in values) / len(values)
+    return {"mode": mode, "range": [min(values), max(values)], "off_mode": round(off, 3)}
+
+
 def summarize(mode: str, samples: list[dict], code: int, capacity: dict | None = None) -> dict:
     """The figures of one mode: RSS at 5 minutes (half-way in a shorter soak) and at the end,
-    its growth between, thread and fd ranges from then on, queue maxima."""
+    single samples and per window (``windows``: 5 minutes, or a twelfth of a shorter soak),
+    growth between the first and the last window, threads and fds from then on, queue maxima."""
     if not samples:
         return {"mode": mode, "exit_code": code, "samples": 0}
     warm = min(WARMUP_MINUTES, samples[-1]["minutes"] / 2)
     after = [s for s in samples if s["minutes"] >= warm]
     base, end = after[0], samples[-1]
+    win = windows(after, warm, min(WARMUP_MINUTES, samples[-1]["minutes"] / 12))
     queues = sorted({k for s in samples for k in s if k.startswith("queue/")})
     return {
         "mode": mode,
@@ -152,8 +182,13 @@ def summarize(mode: str, samples: list[dict], code: int, capacity: dict | None =
         "rss_mb_at_end": round(end["rss_mb"], 1),
         "rss_growth_mb": round(end["rss_mb"] - base["rss_mb"], 1),
         "rss_mb_max": round(max(s["rss_mb"] for s in samples), 1),
+        "rss_windows": win,
+        "rss_floor_growth_mb": _growth(win, "min"),
+        "rss_median_growth_mb": _growth(win, "median"),
         "threads": [min(s["threads"] for s in after), max(s["threads"] for s in after)],
         "fds": [min(s["fds"] for s in after), max(s["fds"] for s in after)],
+        "threads_typical": typical([s["threads"] for s in after]),
+        "fds_typical": typical([s["fds"] for s in after]),
         "queue_max": {q: max(s.get(q, 0) for s in samples) for q in queues},
         "queue_capacity": {q: c for q, c in (capacity or {}).items() if q in queues},
     }
@@ -194,9 +229,15 @@ def line(s: dict) -> str:
         f"{s['mode']}: {s['minutes']:.1f} min, {s['env_steps']:.0f} env steps, exit code "
         f"{s['exit_code']}; RSS {s['rss_mb_at_start']:.0f} MB at {s['start_minutes']:.1f} min, "
         f"{s['rss_mb_at_end']:.0f} MB at the end (growth {s['rss_growth_mb']:+.0f} MB, max "
-        f"{s['rss_mb_max']:.0f}); threads {s['threads'][0]}-{s['threads'][1]}, fds "
-        f"{s['fds'][0]}-{s['fds'][1]}; {queues}"
+        f"{s['rss_mb_max']:.0f}); per window from the first to the last: floor "
+        f"{_mb(s['rss_floor_growth_mb'])}, median {_mb(s['rss_median_growth_mb'])}; threads "
+        f"{s['threads'][0]}-{s['threads'][1]} (mostly {s['threads_typical']['mode']}), fds "
+        f"{s['fds'][0]}-{s['fds'][1]} (mostly {s['fds_typical']['mode']}); {queues}"
     )
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.0f} MB"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=600.0, help="seconds for compile + exit")
     parser.add_argument("--out", default="results/soak")
     parser.add_argument("--set", nargs="*", default=[], help="key=value run overrides")
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="DIR",
+        help="no run: summarize the samples.csv of earlier soaks' --out DIRs into --out",
+    )
     args = parser.parse_args(argv)
+    if args.summarize:
+        return resummarize(args.summarize, args.out)
     try:
         import psutil
     except ImportError:
@@ -228,13 +277,59 @@ def main(argv: list[str] | None = None) -> int:
             cap = capacities(os.path.join(args.out, mode))
             summaries.append(summarize(mode, samples, code, cap))
             print(f"[soak] {line(summaries[-1])}", flush=True)
+    return write(args.out, summaries, everything)
+
+
+def write(out: str, summaries: list[dict], everything: list[dict]) -> int:
+    """``summary.json`` and ``soak.png`` under ``out``; the exit code (1 if a run failed)."""
     if not any(s.get("queue_max") for s in summaries):
         print(f"[soak] {QUEUE_NOTE}")
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
+    with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump({"summaries": summaries, "queue_note": QUEUE_NOTE}, f, indent=2)
     if everything:
-        plot(everything, os.path.join(args.out, "soak.png"))
+        plot(everything, os.path.join(out, "soak.png"))
     return max((s["exit_code"] != 0 for s in summaries), default=0)
+
+
+def resummarize(dirs: list[str], out: str) -> int:
+    """The figures again from the ``samples.csv`` (and run ``config.json``) of earlier soaks,
+    every mode of every dir, into one ``out`` (with the samples copied there)."""
+    summaries, everything = [], []
+    for d in dirs:
+        with open(os.path.join(d, "samples.csv"), newline="") as f:
+            rows = list(csv.DictReader(f))
+        for mode in dict.fromkeys(r["mode"] for r in rows):
+            samples = [parse(r) for r in rows if r["mode"] == mode]
+            previous = _previous(d, mode)
+            summaries.append(summarize(mode, samples, previous, capacities(os.path.join(d, mode))))
+            everything += samples
+            print(f"[soak] {line(summaries[-1])}", flush=True)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "samples.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for s in everything:
+            queues = {k: v for k, v in s.items() if k.startswith("queue/")}
+            writer.writerow({**s, "queues": json.dumps(queues)})
+    return write(out, summaries, everything)
+
+
+def parse(row: dict) -> dict:
+    """A ``samples.csv`` row as ``soak_one`` sampled it."""
+    out = {"mode": row["mode"], **json.loads(row["queues"] or "{}")}
+    out.update({k: float(row[k]) for k in ("minutes", "rss_mb", "env_steps")})
+    out.update({k: int(row[k]) for k in ("threads", "fds", "children")})
+    return out
+
+
+def _previous(d: str, mode: str) -> int:
+    """The exit code an earlier soak recorded for ``mode`` (0 when its summary is missing)."""
+    try:
+        with open(os.path.join(d, "summary.json")) as f:
+            got = json.load(f)["summaries"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return next((s["exit_code"] for s in got if s["mode"] == mode), 0)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,14 @@ def test_a_short_soak_samples_the_run_and_summarizes_it(tmp_path, capsys):
     assert all(0 <= summary["queue_max"][q] <= cap[q] for q in cap), summary
     config = json.loads((out / "threaded" / "config.json").read_text())
     assert cap["queue/learner_batches"] == config["queue_capacity"]
+    lo, hi = summary["threads"]
+    assert lo <= summary["threads_typical"]["mode"] <= hi and "rss_windows" in summary
+    # the figures again from the CSV alone (--summarize): the same
+    again = tmp_path / "again"
+    assert soak.main(["--summarize", str(out), "--out", str(again)]) == 0
+    resummed = json.loads((again / "summary.json").read_text())["summaries"][0]
+    assert resummed["rss_mb_at_end"] == summary["rss_mb_at_end"]
+    assert resummed["queue_max"] == summary["queue_max"] and resummed["samples"] == len(rows)
     printed = capsys.readouterr().out
     assert "[soak] threaded:" in printed and "queue/learner_batches max" in printed
     assert "queue lengths: none" not in printed
