@@ -79,8 +79,8 @@ class Estimates:
 
     def compile_s(self, kind: str, warm: bool) -> float:
         """Compile seconds of ``kind``: measured once a run of it finished, else the figure."""
-        if (kind, "compile") in self.measured:
-            return self.measured[(kind, "compile")]
+        if (kind, "compile", warm) in self.measured:
+            return self.measured[(kind, "compile", warm)]
         table = self.compile_warm if warm else self.compile_cold
         return table.get(kind, table.get(kind.split(":")[-2] if ":" in kind else kind, 30.0))
 
@@ -92,10 +92,13 @@ class Estimates:
         train = self.train_s(kind) if train is None else train
         return self.const("process_s") + self.compile_s(kind, warm) + train
 
-    def learn(self, kind: str, compile_s: float | None, overhead_s: float | None) -> None:
-        """A finished run's compile seconds and its process overhead replace the guesses."""
+    def learn(
+        self, kind: str, compile_s: float | None, overhead_s: float | None, warm: bool = True
+    ) -> None:
+        """A finished run's compile seconds (``warm``: with its programs already in the cache)
+        and its process overhead replace the guesses."""
         if compile_s is not None:
-            self.measured[(kind, "compile")] = compile_s
+            self.measured[(kind, "compile", warm)] = compile_s
         if overhead_s is not None:
             self.measured["process_s"] = max(overhead_s, 0.0)
 
@@ -136,10 +139,10 @@ def gpu_estimates(scaled: bool = True) -> Estimates:
 #: Smoke mode on a 2-core CPU (debug task, tiny networks, seconds-long budgets): rough figures
 #: of this repository's CI machine, only there to size the smoke run's stages.
 SMOKE = {
-    "compile_cold_s": 35.0,
+    "compile_cold_s": 25.0,
     "compile_warm_s": 6.0,
-    "train_s": 3.0,
-    "fused_train_s": 2.0,
+    "train_s": 0.8,
+    "fused_train_s": 0.8,
     "one_seed_s": 1.0,
     "process_s": 4.0,
     "doctor_s": 6.0,

@@ -64,9 +64,9 @@ def make_settings(smoke: bool, cores: int, max_seeds: int = 5) -> Settings:
             aim_seeds=1,
             max_seeds=1,
             log_interval=0.5,
-            min_meta_s=1.0,
-            max_meta_s=2.0,
-            warm_jobs=2,
+            min_meta_s=0.5,
+            max_meta_s=1.0,
+            warm_jobs=0,  # no warm-up: each program compiles once, in its own run
             alone_methods=("ald", "gtrxl", "lstm"),
         )
     return Settings(

@@ -108,7 +108,7 @@ def train(ctx: Ctx, kind: str, exp: str, overrides: list[str], run_dir: str, tra
 def learn(ctx: Ctx, kind: str, result: dict, trained_s: float) -> None:
     if result.get("compile_s") is not None and not result.get("cut"):
         overhead = result["wall_s"] - result["compile_s"] - trained_s
-        ctx.est.learn(kind, result["compile_s"], overhead)
+        ctx.est.learn(kind, result["compile_s"], overhead, warm=kind in ctx.warmed)
         mark_warm(ctx, kind)
     ctx.warmed.add(kind)
 
@@ -279,7 +279,8 @@ def alone(ctx: Ctx) -> None:
         ctx.skip("2", "the standalone learner timing", need)
         return
     path = os.path.join(ctx.out, "learner_alone.json")
-    proc = ctx.spawn(alone_args(ctx, path, repeats=3), path.replace(".json", ".log"))
+    repeats = 1 if ctx.s.smoke else 3
+    proc = ctx.spawn(alone_args(ctx, path, repeats), path.replace(".json", ".log"))
     rc, cut = ctx.finish(proc, ctx.clock.left() - ctx.reserve())
     if rc == 0 and not cut and os.path.exists(path):
         with open(path) as f:
