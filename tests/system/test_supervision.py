@@ -156,3 +156,31 @@ def test_sixty_second_soak_with_injected_stalls_never_deadlocks():
             p for p in progress if progress[0][0] + start <= p[0] < progress[0][0] + start + 15
         ]
         assert window[-1][1] > window[0][1] and window[-1][2] > window[0][2], start
+
+
+def test_a_paused_process_is_not_a_stuck_thread():
+    """Ctrl-Z / SIGSTOP: the supervisor's own check comes late too, so the pause is taken off
+    the heartbeats; a thread alone without a heartbeat still stops the run."""
+    from types import SimpleNamespace
+
+    from ald_jax.runtime.supervision import Supervisor
+
+    lines = []
+    sch = SimpleNamespace(stall_seconds=10.0, heartbeat_seconds=1.0, max_actor_restarts=0)
+    sup = Supervisor(sch, lines.append)
+    release = threading.Event()
+    t = threading.Thread(target=release.wait, name="ald-learner")
+    t.start()
+    try:
+        sup.threads = [t]
+        now = time.monotonic()
+        sup.heartbeats[t.name] = now - 30.0
+        sup._last_check = now - 30.0  # no check for 30 s either: the process was stopped
+        sup.supervise()
+        assert any("paused for 30s" in line for line in lines), lines
+        sup.heartbeats[t.name] = time.monotonic() - 30.0  # this thread alone: stuck
+        with pytest.raises(RuntimeError, match="(?s)ald-learner.*no heartbeat.*stuck"):
+            sup.supervise()
+    finally:
+        release.set()
+        t.join()

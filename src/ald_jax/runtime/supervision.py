@@ -46,6 +46,7 @@ class Supervisor:
         self.restarts = 0
         self.heartbeats: dict[str, float] = {}
         self.threads: list[threading.Thread] = []
+        self._last_check: float | None = None
 
     def restart_actor(self, i: int) -> None:
         """Starts actor ``i`` again after a crash (its old thread has ended)."""
@@ -128,6 +129,7 @@ class Supervisor:
             self.threads = [t for t in self.threads if t.name != f"ald-{name}"]  # the dead one
             self.restart_actor(i)
         now = time.monotonic()
+        self._skip_pause(now)
         for t in self.threads:
             beat = self.heartbeats.get(t.name, now)
             if t.is_alive() and now - beat > sch.stall_seconds and not self.stop.is_set():
@@ -140,6 +142,19 @@ class Supervisor:
                 )
                 self.stop.set()
         self.raise_errors()
+
+    def _skip_pause(self, now: float) -> None:
+        """When this check comes far later than due (``stall_seconds / 2`` and five
+        ``heartbeat_seconds`` after the last one), the whole process was stopped (Ctrl-Z,
+        SIGSTOP, a debugger), not one thread: no thread could beat meanwhile, so the pause is
+        taken off every heartbeat instead of calling them stuck."""
+        sch = self.schedule
+        last, self._last_check = self._last_check, now
+        gap = 0.0 if last is None else now - last
+        if gap >= max(sch.stall_seconds / 2, 5 * sch.heartbeat_seconds):
+            for name in self.heartbeats:
+                self.heartbeats[name] += gap
+            self.log(f"[ald-jax] the process was paused for {gap:.0f}s; the stall clock skips it")
 
     def shutdown(self, timeout: float = 5.0) -> list[str]:
         """Stops every thread; returns the names of threads still alive after ``timeout``."""
