@@ -27,6 +27,8 @@ saved (a resumed run re-collects them) -- a documented approximation.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import os
 import shutil
@@ -245,6 +247,8 @@ class Checkpointer:
         finally:
             self.last_save_time = time.monotonic()
             self.saved_updates = step
+            del leaves, tree
+            trim_heap()
         if final is not None:
             self.failures = 0
             for old in self.steps()[: -self.keep]:
@@ -347,7 +351,28 @@ class Checkpointer:
             if got.shape != np.shape(want) or got.dtype != np.asarray(want).dtype:
                 raise ValueError(f"leaf {got.shape}/{got.dtype} != {np.shape(want)}")
         system.load_state_dict(jax.tree.unflatten(treedef, leaves), meta)
+        del restored, leaves
+        trim_heap()
         return meta
+
+
+def trim_heap() -> bool:
+    """Hands the C heap's free memory back to the OS (glibc's ``malloc_trim``); False where
+    there is none (macOS, musl). A checkpoint's write and read go through ~state-sized host
+    buffers in many threads (orbax, TensorStore); glibc keeps the freed pages, so without this
+    the resident size grew by about the state's size every few checkpoints (issue 39: a 0.94 GB
+    tree saved 12 times, 2.0 -> 3.1 GB; with it, 1.10 -> 1.15 GB)."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    gc.collect()  # orbax's write futures hold host copies in reference cycles
+    return bool(_MALLOC_TRIM and _MALLOC_TRIM(0) is not None)
+
+
+_MALLOC_TRIM = None
 
 
 def _pause_for_tests() -> None:
