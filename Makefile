@@ -47,10 +47,13 @@ endif
 
 venv: $(STAMP)
 
+# pip >= 23 (a venv's own pip is left alone when it is); --no-compile: Python writes the .pyc of
+# what it imports on first use, instead of pip compiling every module of every package up front
+# (a fresh venv on the 2-core VM: 167 s -> 129 s).
 $(STAMP): pyproject.toml $(LOCKS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(addprefix -c ,$(LOCKS)) -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q "pip>=23"
+	$(PY) -m pip install -q --no-compile $(addprefix -c ,$(LOCKS)) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 $(CHECKS): check-%:
