@@ -13,7 +13,13 @@ import os
 import time
 from typing import NamedTuple
 
-from ald_jax.checkpoint import Checkpointer, CheckpointError, check_resume, checkpointer_for
+from ald_jax.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    check_resume,
+    checkpointer_for,
+    trim_heap,
+)
 from ald_jax.config import Config, ConfigError, profile_line, validate
 from ald_jax.driver import Budget, Signals, drive
 from ald_jax.process import configure_cpu_threads, configure_gpu_memory, configure_jax
@@ -176,6 +182,7 @@ def _build(cfg: Config, roles, log, fused=None, per_call=None):
         program, shape = build_fused_program(cfg, fused, per_call, _budget)
     else:
         program, shape = _build_system(cfg, roles, log)
+    trim_heap()  # what compiling freed (fused imaze9: ~1.7 GB resident -> ~0.9 GB)
     log(f"[ald-jax] compiled in {time.perf_counter() - t0:.1f}s; training ({cfg.mode}, {shape})")
     return program
 
