@@ -4,8 +4,11 @@ budgets), and the program shapes whose compiles the warm-up puts in the cache.""
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 
+from ald_jax.process import with_fast_compile
 from experiments.gpu_paper.figures import FUSED_SEEDS, Estimates, gpu_estimates, smoke_estimates
 
 #: smoke mode: the debug task (imaze5) shrunk further so every program compiles in seconds
@@ -25,8 +28,13 @@ SMOKE_SET = (
     "chunks_per_call=2",
     "stats_window=50",
 )
-#: XLA:CPU compiles ~20% faster at LLVM -O0 (tests/conftest.py); smoke runs only
-SMOKE_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+@functools.cache
+def smoke_xla_flags() -> str:
+    """The smoke run's XLA_FLAGS: the user's plus XLA:CPU's cheap-to-compile flags (those this
+    jaxlib knows: ``ald_jax.process.with_fast_compile``, as in make test)."""
+    return with_fast_compile(os.environ.get("XLA_FLAGS", ""))
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class Settings:
         return smoke_estimates() if self.smoke else gpu_estimates()
 
     def env(self) -> dict:
-        return {"XLA_FLAGS": SMOKE_XLA_FLAGS} if self.smoke else {}
+        return {"XLA_FLAGS": smoke_xla_flags()} if self.smoke else {}
 
 
 def make_settings(smoke: bool, cores: int, max_seeds: int = 5) -> Settings:
