@@ -1,4 +1,4 @@
-"""Every checkpoint save and restore hands the C heap's free pages back (``trim_heap``): without
+"""Every checkpoint save and restore, and the driver loop every minute, hand the C heap's free pages back (``trim_heap``): without
 it a process that checkpoints a ~1 GB state grew by about the state's size every few saves
 (issue 39; measured by ``python -m experiments.checkpoint_rss [--no-trim]``). No JAX compile."""
 
@@ -47,3 +47,50 @@ def test_every_save_failed_or_not_and_every_restore_trims_the_heap(tmp_path, mon
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_trim_heap_reaches_glibc():
     assert C.trim_heap() is True
+
+
+class Steps:
+    """A program for ``drive`` that is done after ``n`` advances."""
+
+    def __init__(self, n):
+        self.left = n
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def done(self, elapsed):
+        return self.left == 0
+
+    def advance(self, elapsed):
+        self.left -= 1
+
+    def at_boundary(self):
+        return False
+
+    def learner_updates(self):
+        return 0
+
+
+class Nothing:
+    def tick(self, *args, **kwargs):
+        pass
+
+    def save(self, *args):
+        pass
+
+
+def test_the_driver_loop_trims_the_heap_every_trim_seconds_without_collecting(monkeypatch):
+    from ald_jax import driver
+
+    calls = []
+    monkeypatch.setattr(driver, "trim_heap", lambda collect=True: calls.append(collect))
+    monkeypatch.setattr(driver, "TRIM_SECONDS", 0.0)
+    assert driver.drive(Steps(5), Nothing(), Nothing(), 0.0, driver.Signals(log=print)) == "budget"
+    assert calls == [False] * 5
+    calls.clear()
+    monkeypatch.setattr(driver, "TRIM_SECONDS", 3600.0)
+    driver.drive(Steps(5), Nothing(), Nothing(), 0.0, driver.Signals(log=print))
+    assert calls == []

@@ -356,20 +356,23 @@ class Checkpointer:
         return meta
 
 
-def trim_heap() -> bool:
+def trim_heap(collect: bool = True) -> bool:
     """Hands the C heap's free memory back to the OS (glibc's ``malloc_trim``); False where
     there is none (macOS, musl). A checkpoint's write and read go through ~state-sized host
     buffers in many threads (orbax, TensorStore); glibc keeps the freed pages, so without this
     the resident size grew by about the state's size every few checkpoints (issue 39: a 0.93 GB
     tree saved 12 times, 2.0 -> 3.1 GB; with it, 1.15 -> 1.25 GB). ``training`` also calls it
-    once compiling is done (fused imaze9: 1,280 MB resident after compiling, 606 MB with it)."""
+    once compiling is done (fused imaze9: 1,280 MB resident after compiling, 606 MB with it), and
+    the driver loop every minute without ``collect`` (the garbage collector holds the GIL; the
+    trim itself does not)."""
     global _MALLOC_TRIM
     if _MALLOC_TRIM is None:
         try:
             _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
         except (OSError, AttributeError):
             _MALLOC_TRIM = False
-    gc.collect()  # orbax's write futures hold host copies in reference cycles
+    if collect:
+        gc.collect()  # orbax's write futures hold host copies in reference cycles
     return bool(_MALLOC_TRIM and _MALLOC_TRIM(0) is not None)
 
 
