@@ -1,6 +1,7 @@
-"""Every checkpoint save and restore, and the driver loop every minute, hand the C heap's free pages back (``trim_heap``): without
-it a process that checkpoints a ~1 GB state grew by about the state's size every few saves
-(issue 39; measured by ``python -m experiments.checkpoint_rss [--no-trim]``). No JAX compile."""
+"""Every checkpoint save and restore, and the driver loop every minute, hand the C heap's free
+pages back (``trim_heap``): without it a process that checkpoints a ~1 GB state grew by about the
+state's size every few saves (issue 39; measured by ``python -m experiments.checkpoint_rss
+[--no-trim]``). No JAX compile."""
 
 import sys
 
