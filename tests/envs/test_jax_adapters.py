@@ -51,10 +51,18 @@ def _check_stats(ours, reward, done):
 
 
 def _assert_trees_equal(a, b):
+    """Integers and booleans equal; floats (rewards) to one ulp: ours and the library's step are
+    two XLA programs, fused differently (measured: 3 of 6,400 rewards 6e-8 apart with XLA:CPU's
+    loop emitters)."""
     leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
     assert len(leaves_a) == len(leaves_b)
     for x, y in zip(leaves_a, leaves_b, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.dtype == y.dtype and x.shape == y.shape, (x.dtype, y.dtype, x.shape, y.shape)
+        if np.issubdtype(x.dtype, np.floating):
+            np.testing.assert_array_max_ulp(x, y, maxulp=1)
+        else:
+            np.testing.assert_array_equal(x, y)
 
 
 def _lockstep_inputs(env_id: str, seed: int, num_envs: int, num_steps: int, **overrides):

@@ -94,14 +94,14 @@ def _stop_somewhere(proc, run_dir, how: str, rng) -> None:
 @pytest.mark.slow
 def test_kill_9_and_sigterm_at_random_points_then_requeue_is_bit_identical(tmp_path):
     """The same command line (``resume=auto``) for the first start and every restart, as a
-    cluster requeues a job: after four kill -9 (two mid-write) and a SIGTERM the run finishes
-    bit-identical to an uninterrupted one, its log without a repeated or lost row."""
+    cluster requeues a job: after a kill -9 at a random time, one mid-write and a SIGTERM the
+    run finishes bit-identical to an uninterrupted one, its log without a repeated or lost row."""
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
     ref = subprocess.run(_cmd(ref_dir), capture_output=True, text=True, timeout=600)
     assert ref.returncode == 0, ref.stdout + ref.stderr
 
     rng = random.Random(0)
-    for how in ["time", "write", "term", "write", "time"]:
+    for how in ["time", "write", "term"]:
         env = {**os.environ, "ALD_JAX_CHECKPOINT_PAUSE": "2" if how == "write" else "0"}
         proc = subprocess.Popen(_cmd(run_dir, "resume=auto"), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
