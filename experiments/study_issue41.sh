@@ -12,8 +12,10 @@ OUT=${OUT:-docs/results/failure_rate}
 SET="stop_at_success=0.9 checkpoint_seconds=120 log_interval=2"
 compare() { "$PY" -m experiments.compare --exp imaze9 --budget 3000000 "$@"; }
 
-# threaded: ALD and GTrXL seed by seed (10-19), then ALD alone (20-29)
-compare --methods ald,gtrxl --first-seed 10 --seeds 10 --parallel 2 --out "$OUT/threaded" --set $SET
-compare --methods ald --first-seed 20 --seeds 10 --parallel 2 --out "$OUT/threaded" --set $SET
+# threaded: the 20 ALD seeds first (the question), then GTrXL 10-19 (the first runs of the study,
+# on 2026-12-07, went ALD and GTrXL seed by seed; finished runs are skipped, so the order only
+# decides what is done first)
+compare --methods ald --first-seed 10 --seeds 20 --parallel 2 --out "$OUT/threaded" --set $SET
+compare --methods gtrxl --first-seed 10 --seeds 10 --parallel 2 --out "$OUT/threaded" --set $SET
 # fused: the 20 ALD seeds in one program (seed_axis=auto: map on the CPU)
 compare --methods ald --first-seed 10 --seeds 20 --fused --out "$OUT/fused" --set $SET
