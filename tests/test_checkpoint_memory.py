@@ -95,3 +95,40 @@ def test_the_driver_loop_trims_the_heap_every_trim_seconds_without_collecting(mo
     monkeypatch.setattr(driver, "TRIM_SECONDS", 3600.0)
     driver.drive(Steps(5), Nothing(), Nothing(), 0.0, driver.Signals(log=print))
     assert calls == []
+
+
+def test_frozen_heap_hides_what_lives_at_entry_and_hands_it_back_after(monkeypatch):
+    import gc
+
+    calls = []
+    monkeypatch.setattr(C, "trim_heap", lambda: calls.append(1) or True)
+    assert gc.get_freeze_count() == 0
+    with C.frozen_heap():
+        assert calls == [1] and gc.get_freeze_count() > 0
+        young = [[] for _ in range(10)]  # made inside: still seen by the collector
+        assert all(gc.is_tracked(x) for x in young) and gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a caller's own freeze outlives the block
+    try:
+        frozen = gc.get_freeze_count()
+        with C.frozen_heap():
+            pass
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_a_collection_inside_the_frozen_heap_skips_what_was_there():
+    """The point of it: what a collection looks at (its three generations) leaves out what was
+    alive at entry."""
+    import gc
+
+    def in_sight():
+        return sum(len(gc.get_objects(generation)) for generation in range(3))
+
+    keep = [[i] for i in range(200_000)]  # tracked containers, like a traced program's
+    before = in_sight()
+    with C.frozen_heap():
+        inside = in_sight()
+    assert inside < before - len(keep), (before, inside)
+    assert in_sight() >= len(keep)

@@ -18,7 +18,7 @@ from ald_jax.checkpoint import (
     CheckpointError,
     check_resume,
     checkpointer_for,
-    trim_heap,
+    frozen_heap,
 )
 from ald_jax.config import Config, ConfigError, profile_line, validate
 from ald_jax.driver import Budget, Signals, drive
@@ -73,19 +73,20 @@ def train_seeds(cfg: Config, *, progress: bool = True, log=print, **build) -> li
         return _already_finished(cfg.run_dir, meta, log)
     _write_configs(cfg, dirs, roles)
     program = _build(cfg, roles, log, **build)
-    checkpointer = checkpointer_for(cfg, dirs[0], log)  # on_checkpoint_failure etc.
-    offset = restore(program, checkpointer, meta, log)
-    tracks = _tracks(cfg, dirs, program, meta, auto, log)
-    reporter = Reporter(tracks, cfg.log_interval, cfg.total_env_steps, progress, log)
-    reporter.started = t_start
-    try:
-        reason = drive(program, reporter, checkpointer, offset, Signals(_signals(cfg), log))
-    except BaseException:  # a failure or a second Ctrl-C: the logs so far, no summary
-        reporter.close()
-        raise
-    if reason == "budget" and cfg.eval_gif:
-        _eval_gifs(cfg, program, dirs, log)
-    rows = reporter.finish(reason)
+    with frozen_heap():  # what compiling left, out of the garbage collector's sight
+        checkpointer = checkpointer_for(cfg, dirs[0], log)  # on_checkpoint_failure etc.
+        offset = restore(program, checkpointer, meta, log)
+        tracks = _tracks(cfg, dirs, program, meta, auto, log)
+        reporter = Reporter(tracks, cfg.log_interval, cfg.total_env_steps, progress, log)
+        reporter.started = t_start
+        try:
+            reason = drive(program, reporter, checkpointer, offset, Signals(_signals(cfg), log))
+        except BaseException:  # a failure or a second Ctrl-C: the logs so far, no summary
+            reporter.close()
+            raise
+        if reason == "budget" and cfg.eval_gif:
+            _eval_gifs(cfg, program, dirs, log)
+        rows = reporter.finish(reason)
     return [{**row, "stop_reason": reason} for row in rows]
 
 
@@ -182,7 +183,6 @@ def _build(cfg: Config, roles, log, fused=None, per_call=None):
         program, shape = build_fused_program(cfg, fused, per_call, _budget)
     else:
         program, shape = _build_system(cfg, roles, log)
-    trim_heap()  # what compiling freed (fused imaze9: ~1.7 GB resident -> ~0.9 GB)
     log(f"[ald-jax] compiled in {time.perf_counter() - t0:.1f}s; training ({cfg.mode}, {shape})")
     return program
 
