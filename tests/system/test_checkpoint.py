@@ -27,7 +27,7 @@ from tests.system.tiny import as_args
 
 ARGS = as_args(
     mode="lockstep",
-    checkpoint_updates=3,
+    checkpoint_updates=6,
     checkpoint_seconds=0,
     max_seconds=0,
     total_env_steps=6000,
