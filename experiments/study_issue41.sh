@@ -16,6 +16,29 @@ compare() { "$PY" -m experiments.compare --exp imaze9 --budget 3000000 "$@"; }
 # on 2026-12-07, went ALD and GTrXL seed by seed; finished runs are skipped, so the order only
 # decides what is done first)
 compare --methods ald --first-seed 10 --seeds 20 --parallel 2 --out "$OUT/threaded" --set $SET
+# step 3 of the issue, for each seed that failed (FAILED; seed 18 on 2026-12-07: success ~0 and
+# entropy down to 0.95 at 2.8M env steps): the seed again at the defaults (threaded runs are not
+# deterministic: is it the seed or chance?) and with each new default of issue 27 reverted alone,
+# the issue's lead (vmpo_importance) first; two runs side by side
+FAILED=${FAILED:-18}
+one() {  # one run of seed $1 in $OUT/$2, with the overrides that follow
+  local seed=$1 out=$2
+  shift 2
+  compare --methods ald --first-seed "$seed" --seeds 1 --out "$OUT/$out" --set $SET "$@"
+}
+for seed in $FAILED; do
+  one "$seed" rerun &
+  one "$seed" revert-vmpo_importance vmpo_importance=false &
+  wait
+done
 compare --methods gtrxl --first-seed 10 --seeds 10 --parallel 2 --out "$OUT/threaded" --set $SET
+for seed in $FAILED; do  # the other reverts (old values: docs/results.md, "New defaults")
+  one "$seed" revert-replay_half_life replay_half_life=0 &
+  one "$seed" revert-distill_burn_in distill_burn_in=0 &
+  wait
+  one "$seed" revert-vtrace_pg_rho vtrace_pg_rho=true &
+  one "$seed" revert-learner_reg learner_reg=0.1 &
+  wait
+done
 # fused: the 20 ALD seeds in one program (seed_axis=auto: map on the CPU)
 compare --methods ald --first-seed 10 --seeds 20 --fused --out "$OUT/fused" --set $SET
