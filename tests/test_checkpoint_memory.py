@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import ald_jax.checkpoint as C
+import ald_jax.heap as H
 
 
 class Box:
@@ -47,7 +48,7 @@ def test_every_save_failed_or_not_and_every_restore_trims_the_heap(tmp_path, mon
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_trim_heap_reaches_glibc():
-    assert C.trim_heap() is True
+    assert H.trim_heap() is True
 
 
 class Steps:
@@ -101,9 +102,9 @@ def test_frozen_heap_hides_what_lives_at_entry_and_hands_it_back_after(monkeypat
     import gc
 
     calls = []
-    monkeypatch.setattr(C, "trim_heap", lambda: calls.append(1) or True)
+    monkeypatch.setattr(H, "trim_heap", lambda: calls.append(1) or True)
     assert gc.get_freeze_count() == 0
-    with C.frozen_heap():
+    with H.frozen_heap():
         assert calls == [1] and gc.get_freeze_count() > 0
         young = [[] for _ in range(10)]  # made inside: still seen by the collector
         assert all(gc.is_tracked(x) for x in young) and gc.get_freeze_count() > 0
@@ -111,7 +112,7 @@ def test_frozen_heap_hides_what_lives_at_entry_and_hands_it_back_after(monkeypat
     gc.freeze()  # a caller's own freeze outlives the block
     try:
         frozen = gc.get_freeze_count()
-        with C.frozen_heap():
+        with H.frozen_heap():
             pass
         assert gc.get_freeze_count() >= frozen
     finally:
@@ -128,7 +129,7 @@ def test_a_collection_inside_the_frozen_heap_skips_what_was_there():
 
     keep = [[i] for i in range(200_000)]  # tracked containers, like a traced program's
     before = in_sight()
-    with C.frozen_heap():
+    with H.frozen_heap():
         inside = in_sight()
     assert inside < before - len(keep), (before, inside)
     assert in_sight() >= len(keep)

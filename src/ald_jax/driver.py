@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 
-from ald_jax.checkpoint import trim_heap
+from ald_jax.heap import trim_heap
 
 #: Exit status of a run stopped by a preemption signal after its checkpoint (EX_TEMPFAIL: try
 #: again); a job script requeues on it (README, "Clusters and preemption").

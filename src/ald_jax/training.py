@@ -18,10 +18,10 @@ from ald_jax.checkpoint import (
     CheckpointError,
     check_resume,
     checkpointer_for,
-    frozen_heap,
 )
 from ald_jax.config import Config, ConfigError, profile_line, validate
 from ald_jax.driver import Budget, Signals, drive
+from ald_jax.heap import frozen_heap
 from ald_jax.process import configure_cpu_threads, configure_gpu_memory, configure_jax
 from ald_jax.reporting import Reporter, Track
 from ald_jax.rundir import prepare_run_dir, seed_run_dir, with_run_dir, write_config
