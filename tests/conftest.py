@@ -1,7 +1,10 @@
 """Test-session settings: a persistent JAX compile cache shared by the test processes, so the
 same update compiled by several tests (or by both pytest-xdist workers) is compiled once."""
 
+import gc
 import os
+
+import pytest
 
 from ald_jax.process import with_fast_compile  # noqa: E402 - imports no JAX
 
@@ -36,3 +39,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
     items.sort(key=lambda item: -slow[item.path])  # stable: each file keeps its own order
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After each test (its fixtures torn down): one garbage collection, then ``gc.freeze()``.
+
+    A test worker keeps every program earlier tests traced and compiled alive (JAX's caches):
+    hundreds of thousands of objects that each full collection walks again. Checkpoint saves and
+    restores collect (``ald_jax.heap.trim_heap``), and so does Python whenever enough objects
+    were allocated, so a two-leaf checkpoint test took 2-5 s in a worker that had run other
+    tests. Frozen, they are out of every later collection's sight (test_fused.py with
+    test_checkpoint_failures.py in one process: 102 -> 84 CPU s). At the end of each file the
+    freeze is lifted before the collection, so what its module fixtures held in reference
+    cycles is freed then and does not pile up in the worker."""
+    yield
+    if nextitem is None or nextitem.path != item.path:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()

@@ -98,7 +98,15 @@ def test_the_driver_loop_trims_the_heap_every_trim_seconds_without_collecting(mo
     assert calls == []
 
 
-def test_frozen_heap_hides_what_lives_at_entry_and_hands_it_back_after(monkeypatch):
+@pytest.fixture
+def thawed():
+    """No freeze in force (tests/conftest.py freezes the worker's heap after every test)."""
+    import gc
+
+    gc.unfreeze()
+
+
+def test_frozen_heap_hides_what_lives_at_entry_and_hands_it_back_after(monkeypatch, thawed):
     import gc
 
     calls = []
@@ -119,7 +127,7 @@ def test_frozen_heap_hides_what_lives_at_entry_and_hands_it_back_after(monkeypat
         gc.unfreeze()
 
 
-def test_a_collection_inside_the_frozen_heap_skips_what_was_there():
+def test_a_collection_inside_the_frozen_heap_skips_what_was_there(thawed):
     """The point of it: what a collection looks at (its three generations) leaves out what was
     alive at entry."""
     import gc
