@@ -36,7 +36,7 @@ def seed_summary(cols: dict) -> dict:
     return {
         "steps_to_90": steps,
         **{f"by_{b // 100_000 / 10:g}M": bool(steps <= b) for b in BY},
-        "last_env_steps": float(cols["env_steps"][-1]),
+        "last_env_steps": max(float(cols["env_steps"][-1]), cols.get("finished_env_steps", 0.0)),
         "last_success": float(np.nan_to_num(cols.get("success_rate", [math.nan])[-1], nan=-1)),
         "policy_lag": float(np.nanmedian(lag)) if np.isfinite(lag).any() else math.nan,
         "min_entropy_learner": float(np.nanmin(entropy)) if np.isfinite(entropy).any() else None,
@@ -113,8 +113,22 @@ def study(root: str) -> dict:
     for schedule in sorted(os.listdir(root)):
         exp_dir = os.path.join(root, schedule, "imaze9")
         if os.path.isdir(exp_dir):
-            out[schedule] = {g: group_stats(s) for g, s in load_runs(exp_dir).items()}
+            runs = with_summaries(exp_dir, load_runs(exp_dir))
+            out[schedule] = {g: group_stats(s) for g, s in runs.items()}
     return out
+
+
+def with_summaries(exp_dir: str, runs: dict) -> dict:
+    """Each run's env steps from its ``summary.json`` (written when it finished), as
+    ``finished_env_steps``: a finished run counts as finished even where its last metric rows
+    were lost (the study's ALD seed 18: rows after 2.82M of its 3.0M)."""
+    for group, seeds in runs.items():
+        for seed, cols in seeds.items():
+            path = os.path.join(exp_dir, f"{group}-s{seed}", "summary.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    cols["finished_env_steps"] = float(json.load(f)["env_steps"])
+    return runs
 
 
 def report(stats: dict) -> str:

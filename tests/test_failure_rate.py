@@ -24,12 +24,15 @@ def test_counts_times_ratio_and_failure_plots(tmp_path):
     _run(tmp_path, "threaded", "ald-s11", None)  # never: a failure with its plot
     _run(tmp_path, "threaded", "ald-s12", 3_000_000)  # by 3M, not by 2.5M
     _run(tmp_path, "threaded", "ald-s13", None, last=1_000_000)  # still running: not counted
+    _run(tmp_path, "threaded", "ald-s14", None, last=2_500_000)  # finished: its last rows lost
+    summary = tmp_path / "threaded" / "imaze9" / "ald-s14" / "summary.json"
+    summary.write_text(json.dumps({"env_steps": 3_000_320, "success_rate": 0.0}))
     _run(tmp_path, "threaded", "gtrxl-s10", 500_000)
     _run(tmp_path, "threaded", "gtrxl-s11", 1_500_000)
     assert failure_rate.main(["--root", str(tmp_path)]) == 0
     stats = json.loads((tmp_path / "stats.json").read_text())["threaded"]
     ald = stats["ald"]
-    assert (ald["ran"], ald["running"]) == (3, 1)
+    assert (ald["ran"], ald["running"]) == (4, 1)
     assert (ald["reached_by_2.5M"], ald["reached_by_3M"]) == (1, 2)
     assert ald["steps_to_90"]["median"] == 2_000_000  # of 1M and 3M: seeds that reached it
     assert ald["policy_lag"] == 12
@@ -40,4 +43,4 @@ def test_counts_times_ratio_and_failure_plots(tmp_path):
     assert r["ratio"] == pytest.approx(2.0)
     assert (tmp_path / "failed_threaded_ald-s11.png").exists()
     assert not (tmp_path / "failed_threaded_ald-s12.png").exists()
-    assert "| threaded | ald | 3 | 1 | 1/3 | 2/3 |" in (tmp_path / "report.md").read_text()
+    assert "| threaded | ald | 4 | 1 | 1/4 | 2/4 |" in (tmp_path / "report.md").read_text()
