@@ -68,6 +68,18 @@ def _compared(summary):
     return {k: v for k, v in summary.items() if k.startswith(COMPARED)}
 
 
+def _rows(path) -> int:
+    return sum(1 for _ in open(path)) if os.path.exists(path) else 0
+
+
+def _wait_for_rows(proc, path, count: int) -> None:
+    """Waits until this process has written ``count`` more metric rows (every 0.5 s)."""
+    start, deadline = _rows(path), time.monotonic() + 60
+    while _rows(path) < start + count:
+        assert time.monotonic() < deadline and proc.poll() is None, "no new rows"
+        time.sleep(0.05)
+
+
 def _stop_somewhere(proc, run_dir, how: str, rng) -> None:
     """Stops the run: SIGKILL at a random time or mid-checkpoint-write, or SIGTERM (a
     preemption: the run writes its checkpoint and exits 75)."""
@@ -80,8 +92,9 @@ def _stop_somewhere(proc, run_dir, how: str, rng) -> None:
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         time.sleep(0.5)
-    else:
-        time.sleep(rng.uniform(0.5, 4.0))
+    else:  # a random point counted in rows, not seconds: a faster machine cannot finish first
+        _wait_for_rows(proc, run_dir / "metrics.jsonl", rng.randint(1, 3))
+        time.sleep(rng.uniform(0.0, 0.3))
     assert proc.poll() is None, "the run ended before it could be stopped"
     proc.send_signal(signal.SIGTERM if how == "term" else signal.SIGKILL)
     rc = proc.wait(timeout=60)
