@@ -221,3 +221,14 @@ def test_bad_overrides_at_the_command_line_exit_2_with_one_line(overrides):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ald-jax: bad configuration: "), lines[:5]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_a_refusal_at_the_command_line_imports_no_jax():
+    """Bad input is refused before JAX is even imported (0.1 s, not a second)."""
+    code = (
+        "import sys; from ald_jax.run import main; rc = main(['--exp', 'debug', 'seed=-1']); "
+        "print(rc, 'jax' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr

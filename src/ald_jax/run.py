@@ -16,12 +16,20 @@ import argparse
 import sys
 
 from ald_jax.config import ConfigError
-from ald_jax.driver import EXIT_ABORTED, EXIT_PREEMPTED
 from ald_jax.process import configure_gpu_memory
 from ald_jax.rundir import load_config
-from ald_jax.training import train
 
 __all__ = ["load_config", "main", "train"]
+
+
+def __getattr__(name: str):
+    """``from ald_jax.run import train`` (notebooks) imports JAX; the CLI only does so for a
+    configuration that loads, so a refusal takes a fraction of a second."""
+    if name == "train":
+        from ald_jax.training import train
+
+        return train
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,14 +41,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = parser.parse_args(argv)
     configure_gpu_memory()
-    from ald_jax.checkpoint import CheckpointError
-
     try:
         cfg = load_config(args.exp, args.overrides)
-        row = train(cfg, progress=not args.no_progress)
     except ConfigError as e:
-        print(f"ald-jax: bad configuration: {e}", file=sys.stderr)
-        return 2
+        return _refuse(e)
+    return _train(cfg, progress=not args.no_progress)
+
+
+def _refuse(e: ConfigError) -> int:
+    print(f"ald-jax: bad configuration: {e}", file=sys.stderr)
+    return 2
+
+
+def _train(cfg, progress: bool) -> int:
+    from ald_jax.checkpoint import CheckpointError
+    from ald_jax.driver import EXIT_ABORTED, EXIT_PREEMPTED
+    from ald_jax.training import train
+
+    try:
+        row = train(cfg, progress=progress)
+    except ConfigError as e:
+        return _refuse(e)
     except CheckpointError as e:
         print(f"ald-jax: {e}", file=sys.stderr)
         return 3

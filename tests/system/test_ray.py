@@ -82,15 +82,9 @@ def test_a_local_ray_run_trains_resumes_and_leaves_no_process_behind(
     assert any("Ray processes on a local Ray instance" in line for line in log), log
     assert os.path.exists(os.path.join(cfg.run_dir, "checkpoints"))
     assert not wait_gone(), ray_processes()
-    # resumed on new actor processes, it continues from the checkpoint's counters
-    more = load_config(
-        "debug",
-        as_args(runtime="ray", total_env_steps=9000, run_dir=cfg.run_dir, resume=cfg.run_dir),
-    )
-    resumed = train(more, progress=False, log=log)
-    assert resumed["env_steps"] >= 9000 and resumed["learner_updates"] > row["learner_updates"]
-    assert not wait_gone(), ray_processes()
-    # a preemption (SIGTERM, sent once the loop runs): checkpoint, stop, no actor process left
+    # resumed on new actor processes (the same command, a larger budget), it continues from the
+    # checkpoint's counters until a preemption (SIGTERM, sent once the loop runs): checkpoint,
+    # stop, no actor process left
     preempted = load_config(
         "debug",
         as_args(runtime="ray", total_env_steps=10**9, run_dir=cfg.run_dir, resume="auto"),
@@ -103,6 +97,8 @@ def test_a_local_ray_run_trains_resumes_and_leaves_no_process_behind(
 
     stopped = train(preempted, progress=False, log=term_once_training)
     assert stopped["stop_reason"] == "preempted" and stopped["env_steps"] < 10**9
+    assert stopped["learner_updates"] > row["learner_updates"] >= 1
+    assert any(f"resumed from learner update {row['learner_updates']} " in line for line in log)
     assert any("SIGTERM: preempted" in line for line in log), log
     assert not wait_gone(), ray_processes()
 
