@@ -351,3 +351,15 @@ def test_append_results_adds_a_dated_section_and_copies_the_files(tmp_path):
     assert {"report.md", "report.json", "warmup/ald.log"} <= copied
     assert "plots/threaded_success_vs_steps.png" in copied
     assert not any(p.startswith(("jax_cache", "warmup/ald/")) for p in copied), copied
+
+
+def test_the_smoke_run_has_the_system_tests_sizes():
+    """So make test's smoke run reuses the programs the system tests compiled (a cache hit)."""
+    from experiments.gpu_paper.settings import SMOKE_SET
+    from tests.system.tiny import as_args
+
+    smoke = dict(a.split("=", 1) for a in SMOKE_SET)
+    tiny = dict(a.split("=", 1) for a in as_args())
+    host_only = ("env", "eval_gif", "transfer_guard")  # the debug task's env; not in a program
+    shared = {k: v for k, v in tiny.items() if k not in host_only}
+    assert {k: smoke.get(k) for k in shared} == shared

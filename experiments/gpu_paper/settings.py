@@ -11,21 +11,27 @@ from dataclasses import dataclass
 from ald_jax.process import with_fast_compile
 from experiments.gpu_paper.figures import FUSED_SEEDS, Estimates, gpu_estimates, smoke_estimates
 
-#: smoke mode: the debug task (imaze5) shrunk further so every program compiles in seconds
+#: smoke mode: the debug task (imaze5) shrunk to the system tests' sizes (tests/system/tiny.py,
+#: checked there), so every program compiles in seconds and make test's smoke run reuses the
+#: programs the earlier tests put in its compile cache
 SMOKE_SET = (
-    "gtrxl_embed=16",
-    "gtrxl_heads=1",
-    "gtrxl_head_dim=8",
-    "gtrxl_memory=4",
     "lstm_hidden=8",
     "lstm_torso=8",
+    "gtrxl_layers=1",
+    "gtrxl_embed=16",
+    "gtrxl_heads=2",
+    "gtrxl_head_dim=8",
+    "gtrxl_memory=4",
     "batch_size=8",
-    "unroll_length=5",
+    "unroll_length=4",
     "distill_burn_in=1",
+    "num_actors=2",
     "envs_per_actor=4",
-    "num_actors=1",
     "replay_capacity=4",
-    "chunks_per_call=2",
+    "dprl=2.0",
+    "num_distill=2",
+    "actor_period=2",
+    "target_period=2",
     "stats_window=50",
 )
 
