@@ -39,7 +39,8 @@ class CollapseWatch:
             self.warned = True
             self.log(
                 f"[ald-jax] warning{where}: the learner's policy entropy is {entropy:.3f} nats, "
-                f"below {self.fraction:g} of the uniform policy's ({self.threshold:.3f}), while "
+                f"below {self.threshold:.3f} ({self.fraction:g} of the uniform policy's "
+                f"{self.threshold / self.fraction:.3f}), while "
                 f"training success is {success:.3f} (< {self.success_floor:g}) at "
                 f"{row.get('env_steps', 0):.0f} env steps: the policy may have collapsed before "
                 f"its first rewards (column {COLUMN}; entropy_warn_fraction=0 turns this off)"

@@ -42,6 +42,8 @@ def test_the_watch_marks_rows_below_the_fraction_while_success_is_low_and_says_s
     assert watch.check(dict(collapsed))[COLUMN] == 1.0
     assert watch.check(dict(collapsed))[COLUMN] == 1.0
     assert len(said) == 1 and "entropy" in said[0] and "300000 env steps" in said[0]
+    # the threshold and the uniform policy's entropy, each by its name
+    assert f"below {0.5 * uniform:.3f} (0.5 of the uniform policy's {uniform:.3f})" in said[0]
     off = CollapseWatch(4, fraction=0.0, success_floor=0.05, log=said.append)
     assert COLUMN not in off.check(dict(collapsed))
 
