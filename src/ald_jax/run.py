@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from ald_jax.config import ConfigError
 from ald_jax.process import configure_gpu_memory
 from ald_jax.rundir import load_config
+
+if TYPE_CHECKING:
+    from ald_jax.training import train
 
 __all__ = ["load_config", "main", "train"]
 
