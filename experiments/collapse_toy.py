@@ -9,12 +9,14 @@ refreshed every ``target_period`` updates), with or without the weights pi_targe
 Prints the policy's entropy over the uniform's after each block of updates, over ``--seeds`` toy
 seeds (median and range).
 
-    python -m experiments.collapse_toy [--updates 3000] [--seeds 16] [--lr 3e-3] [--lag 14]
+    python -m experiments.collapse_toy [--updates 3000] [--seeds 16] [--lr 3e-3] [--lag 14] \\
+        [--target-period 10] [--max-weight inf] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 
 import jax
@@ -32,8 +34,9 @@ def entropy(logits):
     return -jnp.sum(p * jax.nn.log_softmax(logits))
 
 
-def run(key, importance: bool, updates: int, lr: float, lag: int, target_period: int):
-    """Entropy / log A after every update of one toy seed."""
+def run(key, importance: bool, updates: int, lr: float, lag: int, target_period: int,
+        max_weight: float = float("inf")):  # fmt: skip
+    """Entropy / log A after every update of one toy seed (weights truncated at ``max_weight``)."""
     opt = optax.adam(lr)
     params = {"logits": jnp.zeros(A), "eta_raw": jnp.asarray(0.5413), "alpha_raw": jnp.asarray(0.0)}
     state = opt.init(params)
@@ -53,7 +56,7 @@ def run(key, importance: bool, updates: int, lr: float, lag: int, target_period:
         actions = jax.random.categorical(k1, actor, shape=(T, B))
         adv = jax.random.normal(k2, (T, B))
         log_ratio = jax.nn.log_softmax(target) - jax.nn.log_softmax(actor)
-        log_w = log_ratio[actions] if importance else None
+        log_w = jnp.minimum(log_ratio[actions], jnp.log(max_weight)) if importance else None
         grads = jax.grad(loss)(params, target, actions, adv, log_w)
         updates_, state = opt.update(grads, state, params)
         params = optax.apply_updates(params, updates_)
@@ -73,13 +76,22 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--lag", type=int, default=14)
     parser.add_argument("--target-period", type=int, default=10)
+    parser.add_argument("--max-weight", type=float, default=float("inf"), help="truncation")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     keys = jax.random.split(jax.random.PRNGKey(0), args.seeds)
     out = {"args": vars(args)}
     for importance in (True, False):
-        fn = jax.jit(jax.vmap(lambda k, imp=importance: run(
-            k, imp, args.updates, args.lr, args.lag, args.target_period)))  # fmt: skip
+        one = functools.partial(
+            run,
+            importance=importance,
+            updates=args.updates,
+            lr=args.lr,
+            lag=args.lag,
+            target_period=args.target_period,
+            max_weight=args.max_weight,
+        )
+        fn = jax.jit(jax.vmap(one))
         ent = np.asarray(fn(keys))  # [seeds, updates]
         blocks = range(args.updates // 10 - 1, args.updates, args.updates // 10)
         rows = [(i + 1, *np.percentile(ent[:, i], [0, 50, 100])) for i in blocks]
