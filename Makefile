@@ -62,8 +62,9 @@ $(CHECKS): check-%:
 run: $(call ready,run)
 	$(PY) -m ald_jax.run --exp $(EXP) $(ARGS)
 
+# --durations: the slowest tests in every run's output (CI's too): the suite's 15-minute budget
 test: $(call ready,test)
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=12 $(PYTEST_ARGS)
 
 test-fast: $(call ready,test-fast)
 	$(PY) -m pytest -q -x -m "not slow" $(PYTEST_ARGS)
