@@ -10,7 +10,7 @@ Prints the policy's entropy over the uniform's after each block of updates, over
 seeds (median and range).
 
     python -m experiments.collapse_toy [--updates 3000] [--seeds 16] [--lr 3e-3] [--lag 14] \\
-        [--target-period 10] [--max-weight inf] [--json FILE]
+        [--target-period 10] [--max-weight inf] [--learner-reg 0] [--json FILE]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ald_jax.losses.distill import learner_regularizer_loss
 from ald_jax.losses.vmpo import vmpo_loss
 
 A, T, B = 4, 20, 64
@@ -35,19 +36,22 @@ def entropy(logits):
 
 
 def run(key, importance: bool, updates: int, lr: float, lag: int, target_period: int,
-        max_weight: float = float("inf")):  # fmt: skip
-    """Entropy / log A after every update of one toy seed (weights truncated at ``max_weight``)."""
+        max_weight: float = float("inf"), learner_reg: float = 0.0):  # fmt: skip
+    """Entropy / log A after every update of one toy seed (weights truncated at ``max_weight``;
+    ``learner_reg``: the weight of the regulariser towards the actor, KL(pi_actor || pi))."""
     opt = optax.adam(lr)
     params = {"logits": jnp.zeros(A), "eta_raw": jnp.asarray(0.5413), "alpha_raw": jnp.asarray(0.0)}
     state = opt.init(params)
     history = jnp.zeros((lag + 1, A))  # the learner's logits of the last lag+1 updates
 
-    def loss(p, target, actions, adv, log_w):
+    def loss(p, target, actor, actions, adv, log_w):
         online = jnp.broadcast_to(p["logits"], (T, B, A))
         tgt = jnp.broadcast_to(target, (T, B, A))
-        total, _ = vmpo_loss(online, tgt, actions, adv, jnp.ones((T, B)), p["eta_raw"],
-                             p["alpha_raw"], log_weights=log_w)  # fmt: skip
-        return total
+        mask = jnp.ones((T, B))
+        total, _ = vmpo_loss(online, tgt, actions, adv, mask, p["eta_raw"], p["alpha_raw"],
+                             log_weights=log_w)  # fmt: skip
+        reg = learner_regularizer_loss(online, jnp.broadcast_to(actor, (T, B, A)), mask)
+        return total + learner_reg * reg
 
     def step(carry, i):
         params, state, history, target, key = carry
@@ -57,7 +61,7 @@ def run(key, importance: bool, updates: int, lr: float, lag: int, target_period:
         adv = jax.random.normal(k2, (T, B))
         log_ratio = jax.nn.log_softmax(target) - jax.nn.log_softmax(actor)
         log_w = jnp.minimum(log_ratio[actions], jnp.log(max_weight)) if importance else None
-        grads = jax.grad(loss)(params, target, actions, adv, log_w)
+        grads = jax.grad(loss)(params, target, actor, actions, adv, log_w)
         updates_, state = opt.update(grads, state, params)
         params = optax.apply_updates(params, updates_)
         history = jnp.concatenate([params["logits"][None], history[:-1]])
@@ -77,6 +81,7 @@ def main() -> None:
     parser.add_argument("--lag", type=int, default=14)
     parser.add_argument("--target-period", type=int, default=10)
     parser.add_argument("--max-weight", type=float, default=float("inf"), help="truncation")
+    parser.add_argument("--learner-reg", type=float, default=0.0, help="KL to the actor")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     keys = jax.random.split(jax.random.PRNGKey(0), args.seeds)
@@ -90,6 +95,7 @@ def main() -> None:
             lag=args.lag,
             target_period=args.target_period,
             max_weight=args.max_weight,
+            learner_reg=args.learner_reg,
         )
         fn = jax.jit(jax.vmap(one))
         ent = np.asarray(fn(keys))  # [seeds, updates]
