@@ -31,6 +31,8 @@ def seed_summary(cols: dict) -> dict:
     """One seed: env steps to 90% (nan if never), whether by each of ``BY``, its last env steps,
     the median policy lag and the lowest learner entropy."""
     steps = first_reaching(cols, "success_rate", LEVEL, "env_steps")
+    if not math.isfinite(steps):  # stopped by the success rule, its rows a hair under it
+        steps = cols.get("stopped_at_target", math.nan)
     lag = cols.get("policy_lag", np.array([math.nan]))
     entropy = cols.get("entropy/learner", np.array([math.nan]))
     return {
@@ -121,13 +123,20 @@ def study(root: str) -> dict:
 def with_summaries(exp_dir: str, runs: dict) -> dict:
     """Each run's env steps from its ``summary.json`` (written when it finished), as
     ``finished_env_steps``: a finished run counts as finished even where its last metric rows
-    were lost (the study's ALD seed 18: rows after 2.82M of its 3.0M)."""
+    were lost (the study's ALD seed 18: rows after 2.82M of its 3.0M). A run that finished
+    before its budget and was not interrupted was stopped by the success rule: it reached 90%
+    there (``stopped_at_target``) even where its last row, written after the threads stopped,
+    is a hair under (GTrXL seed 13: stopped at 0.9, its last row 0.895; since the driver writes
+    the row the rule saw, new runs have a row at the target)."""
     for group, seeds in runs.items():
         for seed, cols in seeds.items():
             path = os.path.join(exp_dir, f"{group}-s{seed}", "summary.json")
             if os.path.exists(path):
                 with open(path) as f:
-                    cols["finished_env_steps"] = float(json.load(f)["env_steps"])
+                    summary = json.load(f)
+                cols["finished_env_steps"] = float(summary["env_steps"])
+                if not summary.get("interrupted") and summary["env_steps"] < max(BY):
+                    cols["stopped_at_target"] = float(summary["env_steps"])
     return runs
 
 

@@ -141,3 +141,43 @@ def test_a_collection_inside_the_frozen_heap_skips_what_was_there(thawed):
         inside = in_sight()
     assert inside < before - len(keep), (before, inside)
     assert in_sight() >= len(keep)
+
+
+class Window(Steps):
+    """Done after 3 steps at success 0.9; stopping its threads lets 5 failed episodes in."""
+
+    def __init__(self):
+        super().__init__(3)
+        self.steps, self.success = 0, 0.9
+
+    def advance(self, elapsed):
+        super().advance(elapsed)
+        self.steps += 10
+
+    def stop(self):
+        self.steps, self.success = self.steps + 5, 0.85
+
+    def rows(self, elapsed, final=False):
+        return [{"env_steps": self.steps, "success_rate": self.success}]
+
+
+class Rows(Nothing):
+    def __init__(self):
+        self.rows = []
+
+    def tick(self, program, elapsed, force=False):
+        if force:
+            self.rows.extend(program.rows(elapsed, final=True))
+
+
+def test_the_row_the_stop_rule_saw_is_written_before_the_program_stops():
+    """A threaded run stopped at its success target keeps a row at the target (issue 41's study:
+    GTrXL seed 13 stopped at 0.9, and its only final row, after the threads stopped, said 0.895)."""
+    from ald_jax import driver
+
+    rows = Rows()
+    assert driver.drive(Window(), rows, Nothing(), 0.0, driver.Signals(log=print)) == "budget"
+    assert rows.rows == [
+        {"env_steps": 30, "success_rate": 0.9},
+        {"env_steps": 35, "success_rate": 0.85},
+    ]

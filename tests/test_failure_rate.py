@@ -27,14 +27,17 @@ def test_counts_times_ratio_and_failure_plots(tmp_path):
     _run(tmp_path, "threaded", "ald-s14", None, last=2_500_000)  # finished: its last rows lost
     summary = tmp_path / "threaded" / "imaze9" / "ald-s14" / "summary.json"
     summary.write_text(json.dumps({"env_steps": 3_000_320, "success_rate": 0.0}))
+    _run(tmp_path, "threaded", "ald-s15", None, last=1_500_000)  # stopped at 90%, rows under
+    summary = tmp_path / "threaded" / "imaze9" / "ald-s15" / "summary.json"
+    summary.write_text(json.dumps({"env_steps": 1_600_000, "success_rate": 0.895}))
     _run(tmp_path, "threaded", "gtrxl-s10", 500_000)
     _run(tmp_path, "threaded", "gtrxl-s11", 1_500_000)
     assert failure_rate.main(["--root", str(tmp_path)]) == 0
     stats = json.loads((tmp_path / "stats.json").read_text())["threaded"]
     ald = stats["ald"]
-    assert (ald["ran"], ald["running"]) == (4, 1)
-    assert (ald["reached_by_2.5M"], ald["reached_by_3M"]) == (1, 2)
-    assert ald["steps_to_90"]["median"] == 2_000_000  # of 1M and 3M: seeds that reached it
+    assert (ald["ran"], ald["running"]) == (5, 1)
+    assert (ald["reached_by_2.5M"], ald["reached_by_3M"]) == (2, 3)
+    assert ald["steps_to_90"]["median"] == 1_600_000  # of 1M, 1.6M and 3M: seeds that reached
     assert ald["policy_lag"] == 12
     # ratio over seeds 10 and 11 (both methods): ALD 1M and 3M (budget, a lower bound) vs
     # GTrXL 0.5M and 1.5M -> medians 2M / 1M
@@ -43,4 +46,5 @@ def test_counts_times_ratio_and_failure_plots(tmp_path):
     assert r["ratio"] == pytest.approx(2.0)
     assert (tmp_path / "failed_threaded_ald-s11.png").exists()
     assert not (tmp_path / "failed_threaded_ald-s12.png").exists()
-    assert "| threaded | ald | 4 | 1 | 1/4 | 2/4 |" in (tmp_path / "report.md").read_text()
+    assert not (tmp_path / "failed_threaded_ald-s15.png").exists()
+    assert "| threaded | ald | 5 | 1 | 2/5 | 3/5 |" in (tmp_path / "report.md").read_text()

@@ -126,6 +126,8 @@ def drive(program, reporter, checkpointer, offset: float, signals: Signals) -> s
                 if elapsed() - trimmed >= TRIM_SECONDS:
                     trimmed = elapsed()
                     trim_heap(collect=False)
+            if signals.reason is None:  # the row the stop rule saw: threads stopping may add
+                reporter.tick(program, elapsed(), force=True)  # episodes that move the window
         finally:
             try:
                 program.stop()
