@@ -22,6 +22,12 @@ from ald_jax.config import Config, validate
 from ald_jax.runtime.lockstep import run_lockstep
 from ald_jax.runtime.system import System
 from ald_jax.runtime.warmup import warm_up
+from tests.system.progress import (
+    rows_written,
+    wait_for_checkpoint_write,
+    wait_for_rows,
+    wait_for_training,
+)
 from tests.system.tiny import TINY as BASE
 from tests.system.tiny import as_args
 
@@ -68,32 +74,16 @@ def _compared(summary):
     return {k: v for k, v in summary.items() if k.startswith(COMPARED)}
 
 
-def _rows(path) -> int:
-    return sum(1 for _ in open(path)) if os.path.exists(path) else 0
-
-
-def _wait_for_rows(proc, path, count: int) -> None:
-    """Waits until this process has written ``count`` more metric rows (every 0.5 s)."""
-    start, deadline = _rows(path), time.monotonic() + 60
-    while _rows(path) < start + count:
-        assert time.monotonic() < deadline and proc.poll() is None, "no new rows"
-        time.sleep(0.05)
-
-
 def _stop_somewhere(proc, run_dir, how: str, rng) -> None:
     """Stops the run: SIGKILL at a random time or mid-checkpoint-write, or SIGTERM (a
     preemption: the run writes its checkpoint and exits 75)."""
-    for line in proc.stdout:  # wait for training to start (compiling is not interesting)
-        if "training (" in line:
-            break
-    if how == "write":  # kill while a checkpoint is half-written (tmp dir, not committed)
-        deadline = time.monotonic() + 60
-        while not glob.glob(str(run_dir / "checkpoints" / "tmp-*")):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
+    wait_for_training(proc)
+    if how == "write":  # kill while a checkpoint is half-written
+        wait_for_checkpoint_write(proc, run_dir / "checkpoints")
         time.sleep(0.5)
     else:  # a random point counted in rows, not seconds: a faster machine cannot finish first
-        _wait_for_rows(proc, run_dir / "metrics.jsonl", rng.randint(1, 3))
+        rows = run_dir / "metrics.jsonl"
+        wait_for_rows(proc, rows, rows_written(rows) + rng.randint(1, 3), timeout=60)
         time.sleep(rng.uniform(0.0, 0.3))
     assert proc.poll() is None, "the run ended before it could be stopped"
     proc.send_signal(signal.SIGTERM if how == "term" else signal.SIGKILL)

@@ -14,6 +14,12 @@ import numpy as np
 import pytest
 
 from ald_jax.checkpoint import Checkpointer
+from tests.system.progress import (
+    rows_written,
+    wait_for_checkpoint_write,
+    wait_for_rows,
+    wait_for_training,
+)
 from tests.system.tiny import as_args
 
 # 8 streams x 2 chunks x 4 steps = 64 env steps and 2 learner updates per iteration, 4 iterations
@@ -52,28 +58,17 @@ def _final_leaves(seed_dir):
     return ocp.StandardCheckpointer().restore(os.path.join(ck.path(ck.steps()[-1]), "state"))
 
 
-def _rows_written(run_dir) -> int:
-    path = run_dir / "s0" / "metrics.jsonl"
-    return len(path.read_text().splitlines()) if path.exists() else 0
-
-
 def _kill_somewhere(proc, run_dir, how: str, rng, rows: tuple[int, int]) -> None:
     """Kills the run mid-checkpoint-write or once a random row in ``rows`` is written (a point
     picked by progress, not time: a fast machine must not finish the run before the kill)."""
-    for line in proc.stdout:  # wait for training to start (compiling is not interesting)
-        if "training (" in line:
-            break
-    deadline = time.monotonic() + 60
-    if how == "write":  # while a checkpoint is half-written (tmp dir, not committed)
-        while not glob.glob(str(run_dir / "s0" / "checkpoints" / "tmp-*")):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
+    wait_for_training(proc)
+    if how == "write":  # while a checkpoint is half-written
+        wait_for_checkpoint_write(proc, run_dir / "s0" / "checkpoints")
         time.sleep(0.5)
     else:
-        target = rng.randint(max(_rows_written(run_dir) + 1, rows[0]), rows[1])
-        while _rows_written(run_dir) < target:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.005)
+        path = run_dir / "s0" / "metrics.jsonl"
+        target = rng.randint(max(rows_written(path) + 1, rows[0]), rows[1])
+        wait_for_rows(proc, path, target, timeout=60)
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGTERM if how == "term" else signal.SIGKILL)
     rc = proc.wait(timeout=60)

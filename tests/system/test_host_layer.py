@@ -19,6 +19,12 @@ import pytest
 from ald_jax.checkpoint import Checkpointer
 from ald_jax.config import Config, ConfigError
 from ald_jax.rows import COLUMNS, documented
+from tests.system.progress import (
+    rows_written,
+    wait_for_checkpoint_write,
+    wait_for_rows,
+    wait_for_training,
+)
 from tests.system.tiny import TINY, as_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,19 +145,10 @@ def _start(run_dir, mode, *extra, env=None):
     )  # fmt: skip
 
 
-def _wait_for_rows(proc, run_dir, rows: int) -> str:
-    """Waits until training started and ``rows`` metric rows are written; returns the output."""
-    out = []
-    for line in proc.stdout:
-        out.append(line)
-        if "training (" in line:
-            break
-    deadline = time.monotonic() + 120
-    path = run_dir / "metrics.jsonl"
-    while not (path.exists() and len(path.read_text().splitlines()) >= rows):
-        assert proc.poll() is None and time.monotonic() < deadline, "".join(out)
-        time.sleep(0.05)
-    return "".join(out)
+def _wait_for_rows(proc, run_dir, rows: int) -> None:
+    """Waits until training started and ``rows`` metric rows are written."""
+    out = wait_for_training(proc)
+    wait_for_rows(proc, run_dir / "metrics.jsonl", rows, output=out)
 
 
 @pytest.mark.slow
@@ -176,12 +173,9 @@ def test_ctrl_c_once_stops_with_a_checkpoint_and_twice_aborts(mode, tmp_path):
     os.remove(run_dir / "summary.json")
     proc = _start(run_dir, mode, "resume=auto", env={"ALD_JAX_CHECKPOINT_PAUSE": "30"})
     try:
-        _wait_for_rows(proc, run_dir, len((run_dir / "metrics.jsonl").read_text().splitlines()) + 2)
+        _wait_for_rows(proc, run_dir, rows_written(run_dir / "metrics.jsonl") + 2)
         proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 60
-        while not glob.glob(str(run_dir / "checkpoints" / "tmp-*")):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for_checkpoint_write(proc, run_dir / "checkpoints")
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:
