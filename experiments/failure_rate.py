@@ -68,8 +68,15 @@ def group_stats(seeds: dict[int, dict]) -> dict:
         **{f"reached_by_{b // 100_000 / 10:g}M": sum(r[f"by_{b // 100_000 / 10:g}M"]
                                                      for r in rows.values()) for b in BY},
         "steps_to_90": estimate([r["steps_to_90"] for r in rows.values()]),
-        "policy_lag": float(np.nanmedian([r["policy_lag"] for r in rows.values()] or [math.nan])),
+        "policy_lag": _nanmedian([r["policy_lag"] for r in rows.values()]),
     }  # fmt: skip
+
+
+def _nanmedian(values: list[float]) -> float:
+    """The median of the finite values; nan where there are none (the study's fused rows, at
+    91c66b9, have no ``policy_lag`` column)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.median(finite)) if finite else math.nan
 
 
 def ratio(a: dict, b: dict) -> dict:
@@ -151,16 +158,27 @@ def report(stats: dict) -> str:
                 f"| {schedule} | {method} | {g['ran']} | {g['running']} | "
                 f"{g['reached_by_2.5M']}/{g['ran']} | {g['reached_by_3M']}/{g['ran']} | "
                 f"{_m(e['median'])} [{_m(e['median_ci'][0])}, {_m(e['median_ci'][1])}] | "
-                f"{_m(e['iqm'])} | {g['policy_lag']:.1f} |"
+                f"{_m(e['iqm'])} | {_lag(g['policy_lag'])} |"
             )
     for schedule, groups in stats.items():
         if "ald" in groups and "gtrxl" in groups:
-            r = ratio(groups["ald"], groups["gtrxl"])
-            if r["n"]:
-                lines.append(f"\n{schedule}: ALD / GTrXL median env steps to 90% over seeds "
-                             f"{r['seeds']}: **{r['ratio']:.2f}** [{r['ci'][0]:.2f}, "
-                             f"{r['ci'][1]:.2f}]")  # fmt: skip
+            lines += _ratio_line(f"{schedule}: ALD / GTrXL", groups["ald"], groups["gtrxl"])
+    if "ald" in stats.get("fused", {}) and "ald" in stats.get("threaded", {}):
+        lines += _ratio_line("ALD: fused / threaded", stats["fused"]["ald"],
+                             stats["threaded"]["ald"])  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _ratio_line(what: str, a: dict, b: dict) -> list[str]:
+    r = ratio(a, b)
+    if not r["n"]:
+        return []
+    return [f"\n{what} median env steps to 90% over seeds {r['seeds']}: **{r['ratio']:.2f}** "
+            f"[{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]"]  # fmt: skip
+
+
+def _lag(lag: float) -> str:
+    return f"{lag:.1f}" if math.isfinite(lag) else "-"
 
 
 def _m(x: float) -> str:

@@ -2,19 +2,21 @@
 
 import json
 import os
+import warnings
 
 import pytest
 
 from experiments import failure_rate
 
 
-def _run(root, schedule, name, reach_at, last=3_000_000):
+def _run(root, schedule, name, reach_at, last=3_000_000, lag="12"):
     d = root / schedule / "imaze9" / name
     os.makedirs(d)
-    lines = ["env_steps,success_rate,policy_lag,entropy/learner,entropy/actor,loss/policy"]
+    lag_column = ",policy_lag" if lag else ""
+    lines = [f"env_steps,success_rate,entropy/learner,entropy/actor,loss/policy{lag_column}"]
     for steps in range(500_000, last + 1, 500_000):
         success = 0.95 if reach_at is not None and steps >= reach_at else 0.0
-        lines.append(f"{steps},{success},12,1.0,1.1,1.4")
+        lines.append(f"{steps},{success},1.0,1.1,1.4" + (f",{lag}" if lag else ""))
     (d / "metrics.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -48,3 +50,23 @@ def test_counts_times_ratio_and_failure_plots(tmp_path):
     assert not (tmp_path / "failed_threaded_ald-s12.png").exists()
     assert not (tmp_path / "failed_threaded_ald-s15.png").exists()
     assert "| threaded | ald | 5 | 1 | 2/5 | 3/5 |" in (tmp_path / "report.md").read_text()
+
+
+def test_fused_against_threaded_and_rows_without_a_lag_column(tmp_path):
+    """The schedules compared over the seeds both ran; the study's fused rows (at 91c66b9) have
+    no ``policy_lag``: the table says "-" and nothing warns."""
+    pytest.importorskip("matplotlib")
+    for seed, threaded, fused in ((10, 1_000_000, 1_500_000), (11, 2_000_000, 1_000_000),
+                                  (12, 1_500_000, 2_500_000)):  # fmt: skip
+        _run(tmp_path, "threaded", f"ald-s{seed}", threaded)
+        _run(tmp_path, "fused", f"ald-s{seed}", fused, lag="")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert failure_rate.main(["--root", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    fused = next(line for line in report.splitlines() if line.startswith("| fused | ald |"))
+    assert fused.startswith("| fused | ald | 3 | 0 | 3/3 | 3/3 | 1.50M") and fused.endswith("| - |")
+    # the medians: 1.5M (fused) / 1.5M (threaded)
+    assert "ALD: fused / threaded median env steps to 90% over seeds [10, 11, 12]: **1.00**" in (
+        report
+    )
