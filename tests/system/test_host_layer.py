@@ -187,9 +187,13 @@ def test_ctrl_c_once_stops_with_a_checkpoint_and_twice_aborts(mode, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_of_a_threaded_run_then_the_same_command_finishes_it(tmp_path):
-    """A preemption: SIGTERM -> checkpoint, exit 75; the same command (``resume=auto``) goes on
-    from the checkpoint's env steps, and the log has no repeated or lost row."""
+def test_sigterm_then_kill_9_mid_write_of_a_threaded_run_then_the_same_command_finishes_it(
+    tmp_path,
+):
+    """A preemption: SIGTERM -> checkpoint, exit 75. The requeued command (``resume=auto``) is
+    then killed -9 while its own checkpoint is half-written; the same command again goes on from
+    the first checkpoint, which is intact, leaves no partial directory, and the log has no
+    repeated or lost row."""
     run_dir = tmp_path / "threaded"
     budget = "total_env_steps=30000"
     proc = _start(run_dir, "threaded", "resume=auto", budget)
@@ -204,11 +208,25 @@ def test_sigterm_of_a_threaded_run_then_the_same_command_finishes_it(tmp_path):
     assert proc.returncode == 75, out
     assert took < 60, f"{took:.1f}s from SIGTERM to exit"
     ck = Checkpointer(str(run_dir))
-    stopped = json.loads(open(os.path.join(ck.path(ck.steps()[-1]), "meta.json")).read())
+    saved = ck.steps()
+    stopped = json.loads(open(os.path.join(ck.path(saved[-1]), "meta.json")).read())
+    killed = _start(run_dir, "threaded", "resume=auto", budget,
+                    env={"ALD_JAX_CHECKPOINT_PAUSE": "30"})  # fmt: skip
+    try:  # preempted again, and killed while writing its checkpoint
+        _wait_for_rows(killed, run_dir, rows_written(run_dir / "metrics.jsonl") + 2)
+        killed.send_signal(signal.SIGTERM)
+        wait_for_checkpoint_write(killed, run_dir / "checkpoints")
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=60)
+    finally:
+        killed.kill()
+    assert glob.glob(str(run_dir / "checkpoints" / "tmp-*"))  # what the kill left
     again = _start(run_dir, "threaded", "resume=auto", budget)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
-    assert f"({stopped['env_steps']} env steps" in out  # resumed where the checkpoint was
+    assert f"({stopped['env_steps']} env steps" in out  # resumed where the intact one was
+    assert not glob.glob(str(run_dir / "checkpoints" / "tmp-*"))
+    assert Checkpointer(str(run_dir)).steps()[: len(saved)] == saved
     _, rows = _rows(run_dir)
     steps = [r["env_steps"] for r in rows]
     assert all(a < b for a, b in zip(steps, steps[1:], strict=False)), steps
