@@ -40,7 +40,7 @@ def seed_summary(cols: dict) -> dict:
         **{f"by_{b // 100_000 / 10:g}M": bool(steps <= b) for b in BY},
         "last_env_steps": max(float(cols["env_steps"][-1]), cols.get("finished_env_steps", 0.0)),
         "last_success": float(np.nan_to_num(cols.get("success_rate", [math.nan])[-1], nan=-1)),
-        "policy_lag": float(np.nanmedian(lag)) if np.isfinite(lag).any() else math.nan,
+        "policy_lag": _nanmedian([float(x) for x in lag]),
         "min_entropy_learner": float(np.nanmin(entropy)) if np.isfinite(entropy).any() else None,
     }
 
